@@ -1,0 +1,548 @@
+"""The `hashwatch` command: a thin shell over the domain services.
+
+Each command parses its options, opens the store, calls one service and renders the result.
+Results go to stdout as JSON (one object per line where there are many), so scripts can read
+them; progress bars and errors go to stderr. Exit status: 0 on success, 1 when the work failed
+or any file could not be hashed, 2 for a usage error.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
+
+from hashwatch import __version__, audit, listfiles, lists
+from hashwatch.errors import HashwatchError, InvalidInput
+from hashwatch.hashing import MediaHashes, hash_files, iter_media_paths
+from hashwatch.matching import Matcher
+from hashwatch.media import MediaLimits
+from hashwatch.organisations import DEFAULT_ORGANISATION, get_or_create_organisation
+from hashwatch.signals import get_signal_type
+from hashwatch.signals.pdq import MIN_QUALITY
+from hashwatch.store import Store, open_store
+from hashwatch.store.database import DEFAULT_URL
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(
+    name="hashwatch",
+    help="Hash media, keep verified hash lists, and match files against them.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+lists_app = typer.Typer(help="Create, import, export and revoke hash lists.", no_args_is_help=True)
+db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
+app.add_typer(lists_app, name="lists")
+app.add_typer(db_app, name="db")
+
+err = Console(stderr=True)
+
+Db = Annotated[
+    str | None,
+    typer.Option(
+        "--db",
+        envvar="HASHWATCH_DB",
+        help=f"Database URL [default: {DEFAULT_URL}]; e.g. postgresql+psycopg://host/db",
+        show_default=False,
+    ),
+]
+Org = Annotated[
+    str,
+    typer.Option("--org", envvar="HASHWATCH_ORG", help="Organisation to act as."),
+]
+Workers = Annotated[int, typer.Option("--workers", "-w", min=1, help="Processes hashing in parallel.")]
+MaxBytes = Annotated[
+    int | None,
+    typer.Option("--max-bytes", min=1, help="Largest file accepted [default: 50000000, or HASHWATCH_MAX_BYTES]."),
+]
+MaxPixels = Annotated[
+    int | None,
+    typer.Option("--max-pixels", min=1, help="Most pixels decoded [default: 100000000, or HASHWATCH_MAX_PIXELS]."),
+]
+
+
+def main() -> None:
+    app()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Show the version and exit.")] = False,
+) -> None:
+    if version:
+        typer.echo(f"hashwatch {__version__}")
+        raise typer.Exit()
+
+
+# --- hashing and matching --------------------------------------------------------------------
+
+
+@app.command("hash")
+def hash_command(
+    paths: Annotated[list[Path], typer.Argument(help="Files and directories (walked recursively).")],
+    workers: Workers = 1,
+    max_bytes: MaxBytes = None,
+    max_pixels: MaxPixels = None,
+) -> None:
+    """Print every hash of each file as one JSON line: path, md5, sha1, sha256, pdq, pdq_quality."""
+    limits = _limits(max_bytes, max_pixels)
+    failed = 0
+    for result in _hash_with_progress(paths, limits, workers):
+        _emit(result.to_json())
+        failed += not result.ok
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("match")
+def match_command(
+    paths: Annotated[list[Path] | None, typer.Argument(help="Files and directories to match.")] = None,
+    list_names: Annotated[
+        list[str] | None, typer.Option("--list", "-l", help="Match only this list (repeatable).")
+    ] = None,
+    hashes: Annotated[
+        list[str] | None,
+        typer.Option("--hash", help="Match a hash without a file, as SIGNAL_TYPE:VALUE (repeatable)."),
+    ] = None,
+    quality_floor: Annotated[
+        int, typer.Option(min=0, max=100, help="Lowest perceptual hash quality used for matching.")
+    ] = MIN_QUALITY,
+    workers: Workers = 1,
+    max_bytes: MaxBytes = None,
+    max_pixels: MaxPixels = None,
+    db: Db = None,
+    org: Org = DEFAULT_ORGANISATION,
+) -> None:
+    """Match files (and --hash values) against lists; one JSON line per file with its matches."""
+    if not paths and not hashes:
+        raise typer.BadParameter("give at least one PATH or --hash")
+    limits = _limits(max_bytes, max_pixels)
+    with _domain_errors():
+        queries = [_parse_hash_option(text) for text in hashes or []]
+        store = open_store(db)
+        with store.session() as session:
+            owner = get_or_create_organisation(session, org)
+            chosen = (
+                [lists.get_list(session, owner, name) for name in list_names]
+                if list_names
+                else lists.list_lists(session, owner)
+            )
+            with _spinner("loading lists"):
+                matcher = Matcher.from_store(session, chosen)
+        store.close()
+        for (kind, value), text in zip(queries, hashes or [], strict=True):
+            report = matcher.match_value(kind, value)
+            _emit({"hash": text.strip(), "matches": [m.to_json() for m in report.matches]})
+    failed = 0
+    for result in _hash_with_progress(paths or [], limits, workers):
+        report = matcher.match_media(result, quality_floor)
+        line: dict[str, Any] = {
+            "path": result.path,
+            "matches": [m.to_json() for m in report.matches],
+        }
+        if report.skipped:
+            line["skipped"] = report.skipped
+        if result.error:
+            line["error"] = result.error
+            failed += 1
+        _emit(line)
+    if failed:
+        raise typer.Exit(1)
+
+
+# --- lists -----------------------------------------------------------------------------------
+
+
+@lists_app.command("create")
+def lists_create(
+    name: str,
+    description: Annotated[str, typer.Option(help="What the list holds.")] = "",
+    threshold: Annotated[
+        list[str] | None,
+        typer.Option("--threshold", help="Match threshold as SIGNAL_TYPE=DISTANCE, e.g. pdq=31."),
+    ] = None,
+    db: Db = None,
+    org: Org = DEFAULT_ORGANISATION,
+) -> None:
+    """Create an empty list."""
+    with _store_session(db) as session:
+        owner = get_or_create_organisation(session, org)
+        thresholds = lists.parse_thresholds(threshold or [])
+        hash_list = lists.create_list(
+            session, owner, name, _actor(), description=description, thresholds=thresholds
+        )
+        _emit(lists.list_summary(session, hash_list))
+
+
+@lists_app.command("update")
+def lists_update(
+    name: str,
+    description: Annotated[str | None, typer.Option(help="New description.")] = None,
+    threshold: Annotated[
+        list[str] | None,
+        typer.Option("--threshold", help="Set a threshold as SIGNAL_TYPE=DISTANCE (repeatable)."),
+    ] = None,
+    db: Db = None,
+    org: Org = DEFAULT_ORGANISATION,
+) -> None:
+    """Change a list's description or match thresholds."""
+    with _store_session(db) as session:
+        hash_list = lists.get_list(session, get_or_create_organisation(session, org), name)
+        thresholds = lists.parse_thresholds(threshold or [])
+        lists.update_list(session, hash_list, _actor(), description, thresholds)
+        _emit(lists.list_summary(session, hash_list))
+
+
+@lists_app.command("show")
+def lists_show(
+    name: Annotated[str | None, typer.Argument(help="A list; all lists when left out.")] = None,
+    db: Db = None,
+    org: Org = DEFAULT_ORGANISATION,
+) -> None:
+    """Show one list, or every list, with entry counts by signal type and category (JSON)."""
+    with _store_session(db) as session:
+        owner = get_or_create_organisation(session, org)
+        if name is not None:
+            _emit(lists.list_summary(session, lists.get_list(session, owner, name)), indent=2)
+            return
+        for hash_list in lists.list_lists(session, owner):
+            _emit(lists.list_summary(session, hash_list))
+
+
+@lists_app.command("import")
+def lists_import(
+    name: str,
+    file: Annotated[Path, typer.Argument(help="The file to import, or - for standard input.")],
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format", "-f", help="csv, jsonl, threatexchange, or auto (from name and header)."
+        ),
+    ] = "auto",
+    db: Db = None,
+    org: Org = DEFAULT_ORGANISATION,
+) -> None:
+    """Import hashes into a list in one transaction: all rows, or none if any row is bad."""
+    with _domain_errors(), _open_input(file) as stream:
+        chosen = _choose_format(fmt, file, stream)
+        with _store_session(db) as session, _import_progress() as (on_rows, on_write_start, on_write):
+            hash_list = lists.get_list(session, get_or_create_organisation(session, org), name)
+            try:
+                result = listfiles.import_file(
+                    session, hash_list, stream, chosen, _actor(), on_rows, on_write, on_write_start
+                )
+            except HashwatchError as exc:
+                rejected = getattr(exc, "errors", None)
+                if rejected is not None:
+                    _emit({"list": hash_list.name, "added": 0, "rejected": len(rejected)})
+                raise
+        _emit({"list": name.strip(), "format": chosen, **result.to_json()})
+
+
+@lists_app.command("export")
+def lists_export(
+    name: str,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="csv or jsonl.")] = "csv",
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of standard output.")
+    ] = None,
+    db: Db = None,
+    org: Org = DEFAULT_ORGANISATION,
+) -> None:
+    """Export a list's active entries in an importable format (revoked entries are left out)."""
+    if fmt not in listfiles.EXPORT_FORMATS:
+        raise typer.BadParameter(f"format must be one of {', '.join(listfiles.EXPORT_FORMATS)}")
+    with _store_session(db) as session:
+        hash_list = lists.get_list(session, get_or_create_organisation(session, org), name)
+        entries = lists.iter_active_entries(session, [hash_list])
+        if output is None:
+            listfiles.write_entries(sys.stdout, entries, fmt)
+            return
+        with output.open("w", encoding="utf-8", newline="") as handle:
+            count = listfiles.write_entries(handle, entries, fmt)
+        err.print(f"wrote {count} entries to {output}")
+
+
+@lists_app.command("revoke")
+def lists_revoke(
+    name: str,
+    value: Annotated[str, typer.Argument(help="The hash to revoke, as VALUE or SIGNAL_TYPE:VALUE.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why, kept in the change feed and audit log.")],
+    db: Db = None,
+    org: Org = DEFAULT_ORGANISATION,
+) -> None:
+    """Revoke an entry: it never matches again and the revocation enters the change feed."""
+    with _store_session(db) as session:
+        hash_list = lists.get_list(session, get_or_create_organisation(session, org), name)
+        entry = lists.revoke(session, hash_list, value, reason, _actor())
+        _emit(
+            {
+                "list": hash_list.name,
+                "entry_id": entry.id,
+                "signal_type": entry.signal_type,
+                "value": entry.value,
+                "revoked_at": entry.revoked_at.isoformat() if entry.revoked_at else None,
+                "seq": entry.revoked_seq,
+                "reason": entry.revoke_reason,
+            }
+        )
+
+
+@lists_app.command("changes")
+def lists_changes(
+    name: str,
+    after: Annotated[int, typer.Option(min=0, help="Cursor: show changes after this sequence number.")] = 0,
+    limit: Annotated[int, typer.Option(min=1, max=100_000, help="Most changes to show.")] = 1000,
+    db: Db = None,
+    org: Org = DEFAULT_ORGANISATION,
+) -> None:
+    """Print a list's change feed (adds and revocations) in sequence order, one JSON line each."""
+    with _store_session(db) as session:
+        hash_list = lists.get_list(session, get_or_create_organisation(session, org), name)
+        for change in lists.changes(session, hash_list, after, limit):
+            _emit(change.to_json())
+
+
+# --- audit, database, demo -------------------------------------------------------------------
+
+
+@app.command("audit")
+def audit_command(
+    list_name: Annotated[str | None, typer.Option("--list", help="Only this list's events.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Most events to show, newest first.")] = 100,
+    db: Db = None,
+    org: Org = DEFAULT_ORGANISATION,
+) -> None:
+    """Print the audit log: who changed what, newest first, one JSON line each."""
+    with _store_session(db) as session:
+        owner = get_or_create_organisation(session, org)
+        list_id = lists.get_list(session, owner, list_name).id if list_name else None
+        for event in audit.recent_events(session, owner.id, list_id, limit):
+            _emit(
+                {
+                    "at": event.at.isoformat(),
+                    "actor": event.actor,
+                    "action": event.action,
+                    "detail": event.detail,
+                }
+            )
+
+
+@db_app.command("upgrade")
+def db_upgrade(db: Db = None) -> None:
+    """Create or migrate the database schema to the current version."""
+    with _domain_errors():
+        store = open_store(db)
+        store.close()
+    err.print("database schema is up to date")
+
+
+@app.command("demo")
+def demo_command(
+    db: Annotated[
+        str | None,
+        typer.Option("--db", help="Database to use [default: a fresh SQLite file in the work folder]."),
+    ] = None,
+    workdir: Annotated[
+        Path | None,
+        typer.Option(help="Keep the generated images, CSV and database here [default: a temporary folder]."),
+    ] = None,
+) -> None:
+    """Build a sample list from generated benign images and match altered and unrelated images."""
+    from hashwatch.demo import run_demo
+
+    with _domain_errors(), _work_folder(workdir) as folder:
+        url = db or f"sqlite:///{folder / 'demo.db'}"
+        store = open_store(url)
+        list_name = "demo" if db is None else f"demo-{datetime.now(UTC):%Y%m%d-%H%M%S}"
+        with _spinner("building the sample list and matching"):
+            result = run_demo(store, folder, list_name)
+        store.close()
+        _render_demo(result, url, folder, keep=workdir is not None)
+        if result.correct != len(result.queries):
+            raise typer.Exit(1)
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _render_demo(result: Any, url: str, folder: Path, keep: bool) -> None:
+    out = Console()
+    imported = result.imported
+    out.print(
+        f"[bold]Sample list[/] {result.list_name!r}: {imported.added} hashes (PDQ and MD5) of "
+        f"{imported.added // 2} generated images, imported from {result.csv_path.name} into {url}"
+    )
+    table = Table(title="Uploads matched against the list", show_lines=False)
+    for column in ("upload", "result", "list", "entry", "signal", "distance", "category"):
+        table.add_column(column, no_wrap=column != "upload")
+    for query in result.queries:
+        verdict = "[green]match[/]" if query.report.matches else "no match"
+        if bool(query.report.matches) != query.should_match:
+            verdict += " [red](unexpected)[/]"
+        best = query.report.matches[0] if query.report.matches else None
+        table.add_row(
+            query.what,
+            verdict,
+            best.list if best else "",
+            str(best.entry_id) if best else "",
+            ", ".join(sorted({m.signal_type for m in query.report.matches})),
+            str(best.distance) if best else "",
+            (best.category or "") if best else "",
+        )
+    out.print(table)
+    out.print(
+        "Exact copies match by MD5 and PDQ (distance 0); altered copies match by PDQ within the "
+        "threshold of 31 bits out of 256; unrelated images are about 128 bits away and do not match."
+    )
+    out.print(f"{result.correct} of {len(result.queries)} uploads gave the expected result.")
+    if keep:
+        out.print(f"Images, CSV and database kept in {folder}")
+
+
+def _emit(record: dict[str, Any], indent: int | None = None) -> None:
+    sys.stdout.write(json.dumps(record, ensure_ascii=False, indent=indent) + "\n")
+    sys.stdout.flush()
+
+
+def _actor() -> str:
+    return f"cli:{audit.local_user()}"
+
+
+def _limits(max_bytes: int | None, max_pixels: int | None) -> MediaLimits:
+    try:
+        base = MediaLimits.from_env()
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return MediaLimits(
+        max_bytes=max_bytes or base.max_bytes, max_pixels=max_pixels or base.max_pixels
+    )
+
+
+def _parse_hash_option(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition(":")
+    if not sep:
+        raise InvalidInput(f"--hash must look like SIGNAL_TYPE:VALUE, got {text!r}")
+    kind = get_signal_type(name)
+    return kind.name, kind.parse(value)
+
+
+def _hash_with_progress(paths: list[Path], limits: MediaLimits, workers: int) -> Iterator[MediaHashes]:
+    files = list(iter_media_paths(paths))
+    with _progress() as progress:
+        task = progress.add_task("hashing", total=len(files))
+        for result in hash_files(files, limits, workers):
+            progress.advance(task)
+            yield result
+
+
+@contextmanager
+def _domain_errors() -> Iterator[None]:
+    try:
+        yield
+    except HashwatchError as exc:
+        err.print(f"[red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+
+
+@contextmanager
+def _store_session(db: str | None) -> Iterator[Any]:
+    with _domain_errors():
+        store: Store = open_store(db)
+        try:
+            with store.session() as session:
+                yield session
+        finally:
+            store.close()
+
+
+def _progress() -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
+
+
+@contextmanager
+def _spinner(text: str) -> Iterator[None]:
+    with _progress() as progress:
+        progress.add_task(text, total=None)
+        yield
+
+
+@contextmanager
+def _import_progress() -> Iterator[tuple[Callable[[int], None], Callable[[int], None], Callable[[int], None]]]:
+    with _progress() as progress:
+        reading = progress.add_task("reading rows", total=None)
+        writing = progress.add_task("writing entries", total=None, visible=False)
+
+        def on_rows(count: int) -> None:
+            progress.advance(reading, count)
+
+        def on_write_start(total: int) -> None:
+            progress.update(reading, total=progress.tasks[reading].completed)
+            progress.update(writing, total=total, visible=True)
+
+        def on_write(count: int) -> None:
+            progress.advance(writing, count)
+
+        yield on_rows, on_write_start, on_write
+
+
+@contextmanager
+def _open_input(file: Path) -> Iterator[IO[bytes]]:
+    if str(file) == "-":
+        yield io.BytesIO(sys.stdin.buffer.read())
+        return
+    try:
+        handle = file.open("rb")
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {file}: {exc.strerror or exc}") from None
+    with handle:
+        yield handle
+
+
+def _choose_format(fmt: str, file: Path, stream: IO[bytes]) -> str:
+    if fmt != "auto":
+        if fmt not in listfiles.FORMATS:
+            raise InvalidInput(f"--format must be auto or one of {', '.join(listfiles.FORMATS)}")
+        return fmt
+    first = stream.readline().decode("utf-8", errors="replace")
+    stream.seek(0)
+    return listfiles.detect_format(file.name, first)
+
+
+@contextmanager
+def _work_folder(workdir: Path | None) -> Iterator[Path]:
+    if workdir is not None:
+        workdir.mkdir(parents=True, exist_ok=True)
+        yield workdir
+        return
+    with tempfile.TemporaryDirectory(prefix="hashwatch-demo-") as folder:
+        yield Path(folder)

@@ -1,0 +1,143 @@
+"""The one error hierarchy of hashwatch's domain code.
+
+Shells (the CLI now, the HTTP API later) catch these and map them to exit codes or status codes;
+the errors themselves know nothing of either. Every message is written for the person who sent
+the input: it says what was wrong and, where it helps, what was expected.
+
+    HashwatchError
+     ├── InvalidInput             a value the caller gave is malformed
+     │    ├── InvalidHash          a hash of the wrong length or alphabet
+     │    ├── UnknownSignalType
+     │    └── InvalidCategory
+     ├── MediaError               one file could not be hashed
+     │    ├── EmptyMedia
+     │    ├── MediaTooLarge        more bytes than the configured limit
+     │    ├── TooManyPixels        more pixels than the limit: a decompression bomb is never decoded
+     │    ├── UnsupportedMedia     not an image in one of the accepted formats
+     │    └── CorruptMedia         truncated or damaged image data
+     ├── ImportRejected           a list import had bad rows; nothing was written
+     ├── NotFound
+     │    ├── ListNotFound
+     │    └── EntryNotFound
+     └── Conflict
+          ├── ListExists
+          └── AmbiguousValue       a bare value that names entries of several signal types
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = [
+    "AmbiguousValue",
+    "Conflict",
+    "CorruptMedia",
+    "EmptyMedia",
+    "EntryNotFound",
+    "HashwatchError",
+    "ImportRejected",
+    "InvalidCategory",
+    "InvalidHash",
+    "InvalidInput",
+    "LineError",
+    "ListExists",
+    "ListNotFound",
+    "MediaError",
+    "MediaTooLarge",
+    "NotFound",
+    "TooManyPixels",
+    "UnknownSignalType",
+    "UnsupportedMedia",
+]
+
+
+class HashwatchError(Exception):
+    """Base of every error hashwatch raises on purpose."""
+
+
+class InvalidInput(HashwatchError):
+    pass
+
+
+class InvalidHash(InvalidInput):
+    pass
+
+
+class UnknownSignalType(InvalidInput):
+    pass
+
+
+class InvalidCategory(InvalidInput):
+    pass
+
+
+class MediaError(HashwatchError):
+    pass
+
+
+class EmptyMedia(MediaError):
+    pass
+
+
+class MediaTooLarge(MediaError):
+    pass
+
+
+class TooManyPixels(MediaError):
+    pass
+
+
+class UnsupportedMedia(MediaError):
+    pass
+
+
+class CorruptMedia(MediaError):
+    pass
+
+
+@dataclass(frozen=True)
+class LineError:
+    """One bad row of an import file: its 1-based line number in the file and why it is bad."""
+
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"line {self.line}: {self.message}"
+
+
+class ImportRejected(HashwatchError):
+    """An import found bad rows. It carries every one of them; the list was left unchanged."""
+
+    def __init__(self, errors: Sequence[LineError]) -> None:
+        self.errors = list(errors)
+        noun = "row" if len(self.errors) == 1 else "rows"
+        super().__init__(
+            f"import rejected, nothing was imported: {len(self.errors)} bad {noun}\n"
+            + "\n".join(str(e) for e in self.errors)
+        )
+
+
+class NotFound(HashwatchError):
+    pass
+
+
+class ListNotFound(NotFound):
+    pass
+
+
+class EntryNotFound(NotFound):
+    pass
+
+
+class Conflict(HashwatchError):
+    pass
+
+
+class ListExists(Conflict):
+    pass
+
+
+class AmbiguousValue(Conflict):
+    pass

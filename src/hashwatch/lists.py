@@ -1,0 +1,579 @@
+"""Hash lists: create and configure them, add entries in bulk, revoke, and read the change feed.
+
+The rules of a list live here and nowhere else:
+- an entry is unique per (signal type, value) within its list; adding it again adds nothing;
+- every add and every revocation takes the list's next sequence number, in commit order, so a
+  copy that has applied changes up to a cursor is complete up to it;
+- a revoked entry stays as a tombstone, never matches, and is not brought back by re-importing a
+  file that still carries it (a stale partner file must not undo a false-positive revocation);
+- an add of many entries is one transaction: all of them, or none.
+
+Functions flush; the caller (a CLI command, an API request) owns the transaction and commits.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, literal, select, update
+from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
+
+from hashwatch import audit
+from hashwatch.errors import (
+    AmbiguousValue,
+    Conflict,
+    EntryNotFound,
+    InvalidCategory,
+    InvalidHash,
+    InvalidInput,
+    ListExists,
+    ListNotFound,
+)
+from hashwatch.signals import all_signal_types, get_signal_type
+from hashwatch.store.models import (
+    CATEGORIES,
+    ChangeKind,
+    HashList,
+    ListChange,
+    ListEntry,
+    Organisation,
+    utcnow,
+)
+
+__all__ = [
+    "AddResult",
+    "Change",
+    "NewEntry",
+    "add_entries",
+    "changes",
+    "create_list",
+    "get_list",
+    "iter_active_entries",
+    "list_lists",
+    "list_summary",
+    "make_entry",
+    "parse_category",
+    "parse_labels",
+    "parse_thresholds",
+    "revoke",
+    "thresholds_for",
+    "update_list",
+]
+
+MAX_LABELS = 32
+MAX_LABEL_LENGTH = 64
+MAX_SOURCE_LENGTH = 200
+MAX_NOTE_LENGTH = 4000
+MAX_NAME_LENGTH = 200
+
+ProgressCallback = Callable[[int], None]
+
+
+@dataclass(frozen=True)
+class NewEntry:
+    """A validated entry to add: the value normalised, category and labels checked."""
+
+    signal_type: str
+    value: str
+    category: str | None = None
+    labels: tuple[str, ...] = ()
+    source: str = ""
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class AddResult:
+    added: int = 0
+    already_present: int = 0
+    #: Rows naming an entry that was revoked: it stays revoked.
+    revoked_kept: int = 0
+    #: Rows of signal types hashwatch does not hold (URLs in a ThreatExchange file, say).
+    skipped_unsupported: int = 0
+
+    def to_json(self) -> dict[str, int]:
+        return {
+            "added": self.added,
+            "already_present": self.already_present,
+            "revoked_kept": self.revoked_kept,
+            "skipped_unsupported": self.skipped_unsupported,
+            "rejected": 0,
+        }
+
+
+@dataclass(frozen=True)
+class Change:
+    """One change-feed item with the entry it concerns, as a syncing copy needs it."""
+
+    seq: int
+    kind: str
+    at: datetime
+    entry_id: int
+    signal_type: str
+    value: str
+    category: str | None
+    labels: list[str]
+    source: str
+    note: str
+    revoke_reason: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "seq": self.seq,
+            "kind": self.kind,
+            "at": self.at.isoformat(),
+            "entry_id": self.entry_id,
+            "signal_type": self.signal_type,
+            "value": self.value,
+            "category": self.category,
+            "labels": self.labels,
+            "source": self.source,
+            "note": self.note,
+        }
+        if self.kind == ChangeKind.REVOKE:
+            out["reason"] = self.revoke_reason
+        return out
+
+
+# --- validation ------------------------------------------------------------------------------
+
+
+def parse_category(text: str | None) -> str | None:
+    if text is None:
+        return None
+    value = text.strip().upper()
+    if not value:
+        return None
+    if value not in CATEGORIES:
+        raise InvalidCategory(
+            f"category must be one of A, B, C (UK) or A1, A2, B1, B2 (US industry), got {text!r}"
+        )
+    return value
+
+
+def parse_labels(raw: str | Sequence[str] | None) -> tuple[str, ...]:
+    """Labels from `a;b;c` text or a list of strings; trimmed, de-duplicated, order kept."""
+    if raw is None:
+        return ()
+    if isinstance(raw, str):
+        items = raw.split(";")
+    elif isinstance(raw, Sequence) and all(isinstance(item, str) for item in raw):
+        items = list(raw)
+    else:
+        raise InvalidInput("labels must be text separated by ';' or a list of strings")
+    labels: list[str] = []
+    for item in items:
+        label = item.strip()
+        if not label or label in labels:
+            continue
+        if ";" in label:
+            raise InvalidInput(f"label {label!r} must not contain ';'")
+        if len(label) > MAX_LABEL_LENGTH:
+            raise InvalidInput(f"label {label[:20]!r}... is over {MAX_LABEL_LENGTH} characters")
+        labels.append(label)
+    if len(labels) > MAX_LABELS:
+        raise InvalidInput(f"at most {MAX_LABELS} labels per entry, got {len(labels)}")
+    return tuple(labels)
+
+
+def make_entry(
+    signal_type: str,
+    value: str,
+    category: str | None = None,
+    labels: str | Sequence[str] | None = None,
+    source: str | None = None,
+    note: str | None = None,
+) -> NewEntry:
+    """Validate one entry's fields; raise InvalidInput (or a subclass) saying what is wrong."""
+    kind = get_signal_type(signal_type)
+    source_text = (source or "").strip()
+    note_text = (note or "").strip()
+    if len(source_text) > MAX_SOURCE_LENGTH:
+        raise InvalidInput(f"source is over {MAX_SOURCE_LENGTH} characters")
+    if len(note_text) > MAX_NOTE_LENGTH:
+        raise InvalidInput(f"note is over {MAX_NOTE_LENGTH} characters")
+    return NewEntry(
+        signal_type=kind.name,
+        value=kind.parse(value),
+        category=parse_category(category),
+        labels=parse_labels(labels),
+        source=source_text,
+        note=note_text,
+    )
+
+
+def parse_thresholds(items: Sequence[str]) -> dict[str, int]:
+    """`pdq=40` items into {"pdq": 40}, each within its signal type's allowed range."""
+    thresholds: dict[str, int] = {}
+    for item in items:
+        name, sep, number = item.partition("=")
+        if not sep:
+            raise InvalidInput(f"threshold must look like SIGNAL_TYPE=DISTANCE, got {item!r}")
+        kind = get_signal_type(name)
+        try:
+            distance = int(number.strip())
+        except ValueError:
+            raise InvalidInput(f"threshold for {kind.name} must be a whole number") from None
+        if not 0 <= distance <= kind.max_threshold:
+            raise InvalidInput(
+                f"threshold for {kind.name} must be between 0 and {kind.max_threshold}, "
+                f"got {distance}"
+            )
+        thresholds[kind.name] = distance
+    return thresholds
+
+
+def thresholds_for(hash_list: HashList) -> dict[str, int]:
+    """The threshold in force for every signal type on this list."""
+    return {
+        kind.name: hash_list.thresholds.get(kind.name, kind.default_threshold)
+        for kind in all_signal_types()
+    }
+
+
+# --- lists -----------------------------------------------------------------------------------
+
+
+def create_list(
+    session: Session,
+    owner: Organisation,
+    name: str,
+    actor: str,
+    description: str = "",
+    thresholds: dict[str, int] | None = None,
+) -> HashList:
+    clean = name.strip()
+    if not clean or len(clean) > MAX_NAME_LENGTH:
+        raise InvalidInput(f"list name must be 1 to {MAX_NAME_LENGTH} characters")
+    if session.scalar(select(HashList.id).where(_named(owner, clean))) is not None:
+        raise ListExists(f"a list named {clean!r} already exists")
+    hash_list = HashList(
+        owner_id=owner.id,
+        name=clean,
+        description=description.strip(),
+        thresholds=dict(thresholds or {}),
+        last_seq=0,
+    )
+    session.add(hash_list)
+    session.flush()
+    audit.record(session, actor, "list.create", hash_list, thresholds=hash_list.thresholds)
+    return hash_list
+
+
+def update_list(
+    session: Session,
+    hash_list: HashList,
+    actor: str,
+    description: str | None = None,
+    thresholds: dict[str, int] | None = None,
+) -> HashList:
+    changed: dict[str, Any] = {}
+    if description is not None:
+        hash_list.description = description.strip()
+        changed["description"] = hash_list.description
+    if thresholds:
+        # A new dict, so the JSON column sees the change.
+        hash_list.thresholds = {**hash_list.thresholds, **thresholds}
+        changed["thresholds"] = hash_list.thresholds
+    if changed:
+        hash_list.updated_at = utcnow()
+        session.flush()
+        audit.record(session, actor, "list.update", hash_list, **changed)
+    return hash_list
+
+
+def get_list(session: Session, owner: Organisation, name: str) -> HashList:
+    hash_list = session.scalar(select(HashList).where(_named(owner, name.strip())))
+    if hash_list is None:
+        raise ListNotFound(f"no list named {name.strip()!r}")
+    return hash_list
+
+
+def list_lists(session: Session, owner: Organisation) -> list[HashList]:
+    query = select(HashList).where(HashList.owner_id == owner.id).order_by(HashList.name)
+    return list(session.scalars(query))
+
+
+def list_summary(session: Session, hash_list: HashList) -> dict[str, Any]:
+    """Counts of active and revoked entries by signal type and by category."""
+    revoked = ListEntry.revoked_seq.is_not(None)
+    rows = session.execute(
+        select(ListEntry.signal_type, ListEntry.category, revoked, func.count())
+        .where(ListEntry.list_id == hash_list.id)
+        .group_by(ListEntry.signal_type, ListEntry.category, revoked)
+    ).all()
+    active = revoked_count = 0
+    by_type: dict[str, int] = {}
+    by_category: dict[str, int] = {}
+    for signal_type, category, is_revoked, count in rows:
+        if is_revoked:
+            revoked_count += count
+            continue
+        active += count
+        by_type[signal_type] = by_type.get(signal_type, 0) + count
+        key = category or "none"
+        by_category[key] = by_category.get(key, 0) + count
+    return {
+        "name": hash_list.name,
+        "description": hash_list.description,
+        "thresholds": thresholds_for(hash_list),
+        "entries": active,
+        "revoked": revoked_count,
+        "by_signal_type": dict(sorted(by_type.items())),
+        "by_category": dict(sorted(by_category.items())),
+        "last_seq": hash_list.last_seq,
+        "created_at": hash_list.created_at.isoformat(),
+        "updated_at": hash_list.updated_at.isoformat(),
+    }
+
+
+# --- entries ---------------------------------------------------------------------------------
+
+
+def add_entries(
+    session: Session,
+    hash_list: HashList,
+    entries: Sequence[NewEntry],
+    actor: str,
+    on_progress: ProgressCallback | None = None,
+    skipped_unsupported: int = 0,
+) -> AddResult:
+    """Add validated entries in bulk, in one transaction; existing values are counted, not added."""
+    existing: dict[tuple[str, str], bool] = {
+        (signal_type, value): is_revoked
+        for signal_type, value, is_revoked in session.execute(
+            select(ListEntry.signal_type, ListEntry.value, ListEntry.revoked_seq.is_not(None))
+            .where(ListEntry.list_id == hash_list.id)
+            .execution_options(yield_per=50_000)
+        )
+    }
+    fresh: list[NewEntry] = []
+    already_present = revoked_kept = 0
+    for entry in entries:
+        key = (entry.signal_type, entry.value)
+        state = existing.get(key)
+        if state is None:
+            fresh.append(entry)
+            existing[key] = False  # a later duplicate row in the same batch is already present
+        elif state:
+            revoked_kept += 1
+        else:
+            already_present += 1
+    if fresh:
+        first_seq = _allocate_seqs(session, hash_list, len(fresh))
+        now = utcnow()
+        rows = [
+            {
+                "list_id": hash_list.id,
+                "signal_type": entry.signal_type,
+                "value": entry.value,
+                "category": entry.category,
+                "labels": list(entry.labels),
+                "source": entry.source,
+                "note": entry.note,
+                "added_at": now,
+                "added_seq": first_seq + offset,
+            }
+            for offset, entry in enumerate(fresh)
+        ]
+        _bulk_insert_entries(session, rows, on_progress)
+        added = select(
+            ListEntry.list_id,
+            ListEntry.added_seq,
+            literal(ChangeKind.ADD),
+            ListEntry.id,
+            ListEntry.added_at,
+        ).where(ListEntry.list_id == hash_list.id, ListEntry.added_seq >= first_seq)
+        session.execute(
+            insert(ListChange).from_select(["list_id", "seq", "kind", "entry_id", "at"], added)
+        )
+    result = AddResult(
+        added=len(fresh),
+        already_present=already_present,
+        revoked_kept=revoked_kept,
+        skipped_unsupported=skipped_unsupported,
+    )
+    audit.record(session, actor, "entries.add", hash_list, **result.to_json())
+    session.flush()
+    return result
+
+
+def revoke(
+    session: Session,
+    hash_list: HashList,
+    value: str,
+    reason: str,
+    actor: str,
+    signal_type: str | None = None,
+) -> ListEntry:
+    """Revoke the list's entry for `value` (`TYPE:VALUE`, or a bare value with `signal_type`)."""
+    why = reason.strip()
+    if not why:
+        raise InvalidInput("a revocation needs a reason")
+    entry = _find_entry(session, hash_list, value, signal_type)
+    if entry.revoked_seq is not None:
+        raise Conflict(
+            f"{entry.signal_type} entry {entry.id} was already revoked at "
+            f"{entry.revoked_at.isoformat() if entry.revoked_at else '?'}: {entry.revoke_reason}"
+        )
+    seq = _allocate_seqs(session, hash_list, 1)
+    now = utcnow()
+    entry.revoked_at = now
+    entry.revoked_seq = seq
+    entry.revoke_reason = why
+    session.add(ListChange(list_id=hash_list.id, seq=seq, kind=ChangeKind.REVOKE, entry_id=entry.id, at=now))
+    audit.record(
+        session,
+        actor,
+        "entry.revoke",
+        hash_list,
+        entry_id=entry.id,
+        signal_type=entry.signal_type,
+        value=entry.value,
+        reason=why,
+    )
+    session.flush()
+    return entry
+
+
+def changes(session: Session, hash_list: HashList, after: int = 0, limit: int = 1000) -> list[Change]:
+    """The list's changes with sequence number above `after`, oldest first, at most `limit`."""
+    if after < 0:
+        raise InvalidInput("the cursor ('after') must be 0 or more")
+    if not 1 <= limit <= 100_000:
+        raise InvalidInput("limit must be between 1 and 100000")
+    rows = session.execute(
+        select(ListChange, ListEntry)
+        .join(ListEntry, ListEntry.id == ListChange.entry_id)
+        .where(ListChange.list_id == hash_list.id, ListChange.seq > after)
+        .order_by(ListChange.seq)
+        .limit(limit)
+    ).all()
+    return [
+        Change(
+            seq=change.seq,
+            kind=change.kind,
+            at=change.at,
+            entry_id=entry.id,
+            signal_type=entry.signal_type,
+            value=entry.value,
+            category=entry.category,
+            labels=list(entry.labels),
+            source=entry.source,
+            note=entry.note,
+            revoke_reason=entry.revoke_reason if change.kind == ChangeKind.REVOKE else None,
+        )
+        for change, entry in rows
+    ]
+
+
+def iter_active_entries(session: Session, hash_lists: Sequence[HashList]) -> Iterator[ListEntry]:
+    """Every entry of these lists that is not revoked, in id order, streamed."""
+    if not hash_lists:
+        return
+    query = (
+        select(ListEntry)
+        .where(
+            ListEntry.list_id.in_([hash_list.id for hash_list in hash_lists]),
+            ListEntry.revoked_seq.is_(None),
+        )
+        .order_by(ListEntry.id)
+        .execution_options(yield_per=20_000)
+    )
+    yield from session.scalars(query)
+
+
+# --- internals -------------------------------------------------------------------------------
+
+
+def _named(owner: Organisation, name: str) -> Any:
+    return (HashList.owner_id == owner.id) & (HashList.name == name)
+
+
+def _allocate_seqs(session: Session, hash_list: HashList, count: int) -> int:
+    """Reserve `count` consecutive sequence numbers; return the first.
+
+    The UPDATE takes the list row's write lock until commit, so a second writer waits and gets
+    the numbers after ours: sequence order is commit order, and a reader that has seen seq N
+    will never later see a smaller one appear.
+    """
+    last = session.execute(
+        update(HashList)
+        .where(HashList.id == hash_list.id)
+        .values(last_seq=HashList.last_seq + count, updated_at=utcnow())
+        .returning(HashList.last_seq)
+    ).scalar_one()
+    set_committed_value(hash_list, "last_seq", last)
+    return int(last) - count + 1
+
+
+def _bulk_insert_entries(
+    session: Session, rows: list[dict[str, Any]], on_progress: ProgressCallback | None
+) -> None:
+    chunk = 50_000
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        # COPY is several times faster than multi-row INSERT for a million rows.
+        columns = list(rows[0])
+        raw = connection.connection.driver_connection
+        assert raw is not None
+        with raw.cursor() as cursor:
+            statement = f"COPY list_entries ({', '.join(columns)}) FROM STDIN"
+            with cursor.copy(statement) as copy:
+                for start in range(0, len(rows), chunk):
+                    for row in rows[start : start + chunk]:
+                        copy.write_row(
+                            [json.dumps(row[c]) if c == "labels" else row[c] for c in columns]
+                        )
+                    if on_progress:
+                        on_progress(min(chunk, len(rows) - start))
+        return
+    for start in range(0, len(rows), chunk):
+        part = rows[start : start + chunk]
+        session.execute(insert(ListEntry), part)
+        if on_progress:
+            on_progress(len(part))
+
+
+def _find_entry(
+    session: Session, hash_list: HashList, text: str, signal_type: str | None
+) -> ListEntry:
+    kind_name, sep, raw_value = text.partition(":")
+    if sep and signal_type is None:
+        signal_type, text = kind_name, raw_value
+    if signal_type is not None:
+        kind = get_signal_type(signal_type)
+        candidates = [(kind.name, kind.parse(text))]
+    else:
+        candidates = []
+        for kind in all_signal_types():
+            try:
+                candidates.append((kind.name, kind.parse(text)))
+            except InvalidHash:
+                continue
+        if not candidates:
+            raise InvalidHash(f"{text.strip()!r} is not a valid value of any signal type")
+    found = [
+        entry
+        for name, value in candidates
+        for entry in session.scalars(
+            select(ListEntry).where(
+                ListEntry.list_id == hash_list.id,
+                ListEntry.signal_type == name,
+                ListEntry.value == value,
+            )
+        )
+    ]
+    if not found:
+        raise EntryNotFound(f"list {hash_list.name!r} has no entry {text.strip()!r}")
+    if len(found) > 1:
+        types = ", ".join(entry.signal_type for entry in found)
+        raise AmbiguousValue(
+            f"{text.strip()!r} is listed as several signal types ({types}); "
+            "write it as TYPE:VALUE"
+        )
+    return found[0]

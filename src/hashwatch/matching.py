@@ -1,0 +1,207 @@
+"""The matcher: answers "is this hash on any of these lists?" from in-memory indexes.
+
+It is built from the store's active entries (revoked entries are never loaded, so they never
+match) into one index per signal type: an exact lookup for cryptographic hashes, an exact
+Hamming range search for perceptual ones. Each perceptual entry carries its list's threshold,
+so lists with different thresholds share one index: the search uses the largest threshold and
+each hit is kept only within its own list's. A perceptual query hash whose quality is below the
+floor (50 for PDQ by default) is reported as skipped rather than matched, because low-quality
+hashes of near-uniform images collide with unrelated ones.
+
+Every match explains itself: list, entry id, signal type, listed value, distance, category,
+labels and source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from hashwatch.hashing import MediaHashes
+from hashwatch.index import ExactIndex, HammingIndex
+from hashwatch.lists import iter_active_entries, thresholds_for
+from hashwatch.signals import PixelSignalType, SignalType, get_signal_type
+from hashwatch.signals.pdq import MIN_QUALITY
+from hashwatch.store.models import HashList, ListEntry
+
+__all__ = ["Match", "MatchReport", "Matcher"]
+
+
+@dataclass(frozen=True)
+class Match:
+    list: str
+    list_id: int
+    entry_id: int
+    signal_type: str
+    value: str
+    distance: int
+    category: str | None
+    labels: tuple[str, ...]
+    source: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "list": self.list,
+            "entry_id": self.entry_id,
+            "signal_type": self.signal_type,
+            "value": self.value,
+            "distance": self.distance,
+            "category": self.category,
+            "labels": list(self.labels),
+            "source": self.source,
+        }
+
+
+@dataclass(frozen=True)
+class MatchReport:
+    """The matches of one item, best first, and the hashes that were not used and why."""
+
+    matches: list[Match] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Listed:
+    list_name: str
+    list_id: int
+    entry_id: int
+    category: str | None
+    labels: tuple[str, ...]
+    source: str
+
+
+class _PixelIndex:
+    """One perceptual signal type: codes, and per code its entry and its list's threshold."""
+
+    def __init__(self) -> None:
+        self.codes: list[bytes] = []
+        self.positions: list[int] = []
+        self.thresholds: list[int] = []
+        self.index = HammingIndex()
+        self._position_array = np.empty(0, dtype=np.int64)
+        self._threshold_array = np.empty(0, dtype=np.int32)
+
+    def freeze(self) -> None:
+        if self.codes:
+            codes = np.frombuffer(b"".join(self.codes), dtype=np.uint8).reshape(len(self.codes), -1)
+            self.index.add(codes)
+        self._position_array = np.asarray(self.positions, dtype=np.int64)
+        self._threshold_array = np.asarray(self.thresholds, dtype=np.int32)
+        self.codes = []
+
+    def search(self, code: bytes) -> list[tuple[int, int]]:
+        """(entry position, distance) for every entry within its own list's threshold."""
+        if not len(self._threshold_array):
+            return []
+        widest = int(self._threshold_array.max())
+        query = np.frombuffer(code, dtype=np.uint8).reshape(1, -1)
+        ids, distances = self.index.search(query, max_distance=widest)[0]
+        keep = distances <= self._threshold_array[ids]
+        return list(
+            zip(self._position_array[ids[keep]].tolist(), distances[keep].tolist(), strict=True)
+        )
+
+
+class Matcher:
+    """Indexes of the active entries of some lists; build with `from_store`."""
+
+    def __init__(self) -> None:
+        self._listed: list[_Listed] = []
+        self._values: list[str] = []
+        self._types: list[str] = []
+        self._exact: dict[str, ExactIndex] = {}
+        self._pixel: dict[str, _PixelIndex] = {}
+
+    def __len__(self) -> int:
+        return len(self._listed)
+
+    @classmethod
+    def from_store(cls, session: Session, hash_lists: Sequence[HashList]) -> Matcher:
+        matcher = cls()
+        by_id = {hash_list.id: hash_list for hash_list in hash_lists}
+        thresholds = {hash_list.id: thresholds_for(hash_list) for hash_list in hash_lists}
+        for entry in iter_active_entries(session, hash_lists):
+            matcher._add(by_id[entry.list_id], thresholds[entry.list_id], entry)
+        for pixel in matcher._pixel.values():
+            pixel.freeze()
+        return matcher
+
+    def _add(self, hash_list: HashList, thresholds: dict[str, int], entry: ListEntry) -> None:
+        position = len(self._listed)
+        self._listed.append(
+            _Listed(
+                list_name=hash_list.name,
+                list_id=hash_list.id,
+                entry_id=entry.id,
+                category=entry.category,
+                labels=tuple(entry.labels),
+                source=entry.source,
+            )
+        )
+        self._values.append(entry.value)
+        self._types.append(entry.signal_type)
+        kind = get_signal_type(entry.signal_type)
+        if issubclass(kind, PixelSignalType):
+            pixel = self._pixel.setdefault(kind.name, _PixelIndex())
+            pixel.codes.append(kind.to_bytes(entry.value))
+            pixel.positions.append(position)
+            pixel.thresholds.append(thresholds[kind.name])
+        else:
+            self._exact.setdefault(kind.name, ExactIndex()).add(entry.value, position)
+
+    def match_value(
+        self,
+        signal_type: str | type[SignalType],
+        value: str,
+        quality: int | None = None,
+        quality_floor: int = MIN_QUALITY,
+    ) -> MatchReport:
+        """Match one hash. `value` is parsed (case and white space forgiven) before matching."""
+        kind = signal_type if isinstance(signal_type, type) else get_signal_type(signal_type)
+        normal = kind.parse(value)
+        if issubclass(kind, PixelSignalType):
+            if quality is not None and quality < quality_floor:
+                return MatchReport(
+                    skipped=[
+                        f"{kind.name} quality {quality} is below the floor of {quality_floor}; "
+                        "not matched"
+                    ]
+                )
+            pixel = self._pixel.get(kind.name)
+            hits = pixel.search(kind.to_bytes(normal)) if pixel else []
+        else:
+            exact = self._exact.get(kind.name)
+            hits = [(position, 0) for position in exact.search(normal)] if exact else []
+        return MatchReport(matches=sorted((self._match(p, d) for p, d in hits), key=_rank))
+
+    def match_media(self, media: MediaHashes, quality_floor: int = MIN_QUALITY) -> MatchReport:
+        """Match every hash of one file; matches of all signal types, best first."""
+        matches: list[Match] = []
+        skipped: list[str] = []
+        for name, value in media.hashes.items():
+            report = self.match_value(name, value, media.quality.get(name), quality_floor)
+            matches.extend(report.matches)
+            skipped.extend(report.skipped)
+        return MatchReport(matches=sorted(matches, key=_rank), skipped=skipped)
+
+    def _match(self, position: int, distance: int) -> Match:
+        listed = self._listed[position]
+        return Match(
+            list=listed.list_name,
+            list_id=listed.list_id,
+            entry_id=listed.entry_id,
+            signal_type=self._types[position],
+            value=self._values[position],
+            distance=distance,
+            category=listed.category,
+            labels=listed.labels,
+            source=listed.source,
+        )
+
+
+def _rank(match: Match) -> tuple[int, str, int]:
+    return (match.distance, match.list, match.entry_id)

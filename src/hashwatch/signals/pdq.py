@@ -1,0 +1,39 @@
+"""PDQ: Meta's 256-bit perceptual image hash, computed by the reference C++ code (`pdqhash`).
+
+Values are 64 lower-case hex characters, the form ThreatExchange and HMA exchange: the 256 bits
+that `pdqhash.compute` returns, packed most significant bit first. Two images match when their
+hashes differ in at most 31 bits (the reference threshold). Each hash comes with a quality score
+from 0 to 100; the reference advice is to not match on hashes of quality below 50, because
+near-uniform images (blank frames, solid colours) produce unstable hashes that collide.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import pdqhash
+
+from hashwatch.signals.base import PixelSignalType
+
+__all__ = ["MIN_QUALITY", "PDQ"]
+
+#: Query hashes of lower quality are reported but not matched unless the caller lowers the floor.
+MIN_QUALITY = 50
+
+
+class PDQ(PixelSignalType):
+    name = "pdq"
+    description = "PDQ perceptual hash of the decoded pixels (256 bits)"
+    default_threshold = 31
+    max_threshold = 256
+    hex_length = 64
+
+    @classmethod
+    def hash_pixels(cls, rgb: npt.NDArray[np.uint8]) -> tuple[str, int]:
+        bits, quality = pdqhash.compute(rgb)
+        return bits_to_hex(bits), int(quality)
+
+
+def bits_to_hex(bits: npt.NDArray[np.integer]) -> str:
+    """Pack pdqhash's 256 0/1 integers into the exchanged hex form (first bit most significant)."""
+    return np.packbits(np.asarray(bits, dtype=np.uint8)).tobytes().hex()

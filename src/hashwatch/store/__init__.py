@@ -1,0 +1,29 @@
+"""Persistence: SQLAlchemy 2 models, store set-up and Alembic migrations (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+from hashwatch.store.database import DEFAULT_URL, Store, migrate, open_store, resolve_url
+from hashwatch.store.models import (
+    CATEGORIES,
+    AuditEvent,
+    ChangeKind,
+    HashList,
+    ListChange,
+    ListEntry,
+    Organisation,
+)
+
+__all__ = [
+    "CATEGORIES",
+    "DEFAULT_URL",
+    "AuditEvent",
+    "ChangeKind",
+    "HashList",
+    "ListChange",
+    "ListEntry",
+    "Organisation",
+    "Store",
+    "migrate",
+    "open_store",
+    "resolve_url",
+]

@@ -1,0 +1,174 @@
+"""The stored schema: organisations own hash lists; lists hold entries; every change to a list
+gets the list's next sequence number in the change feed; the audit log records who did what.
+
+Lists live here, in tables. Match indexes are caches rebuilt from these rows (hashwatch.index).
+A revoked entry is never deleted: it stays as a tombstone, so that a copy of the list can be
+brought up to date from any cursor in the change feed and learn of the revocation.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+__all__ = [
+    "CATEGORIES",
+    "AuditEvent",
+    "Base",
+    "ChangeKind",
+    "HashList",
+    "ListChange",
+    "ListEntry",
+    "Organisation",
+    "UTCDateTime",
+    "utcnow",
+]
+
+#: UK scale (A, B, C) and US industry scale (A1, A2, B1, B2): the two grading vocabularies.
+CATEGORIES = ("A", "B", "C", "A1", "A2", "B1", "B2")
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite only auto-numbers a primary key declared exactly INTEGER; PostgreSQL gets 64 bits.
+Id = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC timestamps on every backend (SQLite stores them without a zone)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("timestamps must be timezone-aware")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Organisation(Base):
+    __tablename__ = "organisations"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class HashList(Base):
+    __tablename__ = "hash_lists"
+    __table_args__ = (UniqueConstraint("owner_id", "name"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    owner_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    #: Per-signal-type match thresholds that override each type's default, e.g. {"pdq": 31}.
+    thresholds: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
+    #: The sequence number of the list's latest change; the next change gets last_seq + 1.
+    last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    owner: Mapped[Organisation] = relationship(lazy="raise")
+
+
+class ListEntry(Base):
+    __tablename__ = "list_entries"
+    __table_args__ = (
+        UniqueConstraint("list_id", "signal_type", "value"),
+        CheckConstraint(
+            "category IS NULL OR category IN ({})".format(", ".join(f"'{c}'" for c in CATEGORIES)),
+            name="category",
+        ),
+        # Cross-list lookups of one value (exact matching straight from the store).
+        Index("ix_list_entries_signal_type_value", "signal_type", "value"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("hash_lists.id"))
+    signal_type: Mapped[str] = mapped_column(String(32))
+    value: Mapped[str] = mapped_column(String(128))
+    category: Mapped[str | None] = mapped_column(String(2))
+    labels: Mapped[list[str]] = mapped_column(JSON, default=list)
+    source: Mapped[str] = mapped_column(String(200), default="")
+    note: Mapped[str] = mapped_column(Text, default="")
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    added_seq: Mapped[int] = mapped_column(BigInteger)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_seq: Mapped[int | None] = mapped_column(BigInteger)
+    revoke_reason: Mapped[str | None] = mapped_column(Text)
+
+    hash_list: Mapped[HashList] = relationship(lazy="raise")
+
+
+class ChangeKind:
+    ADD = "add"
+    REVOKE = "revoke"
+
+
+class ListChange(Base):
+    """One row of a list's change feed, in sequence order from 1 with no gaps."""
+
+    __tablename__ = "list_changes"
+    __table_args__ = (
+        CheckConstraint(f"kind IN ('{ChangeKind.ADD}', '{ChangeKind.REVOKE}')", name="kind"),
+    )
+
+    list_id: Mapped[int] = mapped_column(ForeignKey("hash_lists.id"), primary_key=True)
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    entry_id: Mapped[int] = mapped_column(ForeignKey("list_entries.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    entry: Mapped[ListEntry] = relationship(lazy="raise")
+
+
+class AuditEvent(Base):
+    """Who changed what. Lists are named in `detail` too, so the record outlives the list."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    actor: Mapped[str] = mapped_column(String(200))
+    organisation_id: Mapped[int | None] = mapped_column(ForeignKey("organisations.id"))
+    action: Mapped[str] = mapped_column(String(64))
+    list_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
