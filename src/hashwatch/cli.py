@@ -70,14 +70,24 @@ Org = Annotated[
     str,
     typer.Option("--org", envvar="HASHWATCH_ORG", help="Organisation to act as."),
 ]
-Workers = Annotated[int, typer.Option("--workers", "-w", min=1, help="Processes hashing in parallel.")]
+Workers = Annotated[
+    int, typer.Option("--workers", "-w", min=1, help="Processes hashing in parallel.")
+]
 MaxBytes = Annotated[
     int | None,
-    typer.Option("--max-bytes", min=1, help="Largest file accepted [default: 50000000, or HASHWATCH_MAX_BYTES]."),
+    typer.Option(
+        "--max-bytes",
+        min=1,
+        help="Largest file accepted [default: 50000000, or HASHWATCH_MAX_BYTES].",
+    ),
 ]
 MaxPixels = Annotated[
     int | None,
-    typer.Option("--max-pixels", min=1, help="Most pixels decoded [default: 100000000, or HASHWATCH_MAX_PIXELS]."),
+    typer.Option(
+        "--max-pixels",
+        min=1,
+        help="Most pixels decoded [default: 100000000, or HASHWATCH_MAX_PIXELS].",
+    ),
 ]
 
 
@@ -99,7 +109,9 @@ def _root(
 
 @app.command("hash")
 def hash_command(
-    paths: Annotated[list[Path], typer.Argument(help="Files and directories (walked recursively).")],
+    paths: Annotated[
+        list[Path], typer.Argument(help="Files and directories (walked recursively).")
+    ],
     workers: Workers = 1,
     max_bytes: MaxBytes = None,
     max_pixels: MaxPixels = None,
@@ -116,13 +128,17 @@ def hash_command(
 
 @app.command("match")
 def match_command(
-    paths: Annotated[list[Path] | None, typer.Argument(help="Files and directories to match.")] = None,
+    paths: Annotated[
+        list[Path] | None, typer.Argument(help="Files and directories to match.")
+    ] = None,
     list_names: Annotated[
         list[str] | None, typer.Option("--list", "-l", help="Match only this list (repeatable).")
     ] = None,
     hashes: Annotated[
         list[str] | None,
-        typer.Option("--hash", help="Match a hash without a file, as SIGNAL_TYPE:VALUE (repeatable)."),
+        typer.Option(
+            "--hash", help="Match a hash without a file, as SIGNAL_TYPE:VALUE (repeatable)."
+        ),
     ] = None,
     quality_floor: Annotated[
         int, typer.Option(min=0, max=100, help="Lowest perceptual hash quality used for matching.")
@@ -245,7 +261,10 @@ def lists_import(
     """Import hashes into a list in one transaction: all rows, or none if any row is bad."""
     with _domain_errors(), _open_input(file) as stream:
         chosen = _choose_format(fmt, file, stream)
-        with _store_session(db) as session, _import_progress() as (on_rows, on_write_start, on_write):
+        with (
+            _store_session(db) as session,
+            _import_progress() as (on_rows, on_write_start, on_write),
+        ):
             hash_list = lists.get_list(session, get_or_create_organisation(session, org), name)
             try:
                 result = listfiles.import_file(
@@ -286,8 +305,12 @@ def lists_export(
 @lists_app.command("revoke")
 def lists_revoke(
     name: str,
-    value: Annotated[str, typer.Argument(help="The hash to revoke, as VALUE or SIGNAL_TYPE:VALUE.")],
-    reason: Annotated[str, typer.Option("--reason", help="Why, kept in the change feed and audit log.")],
+    value: Annotated[
+        str, typer.Argument(help="The hash to revoke, as VALUE or SIGNAL_TYPE:VALUE.")
+    ],
+    reason: Annotated[
+        str, typer.Option("--reason", help="Why, kept in the change feed and audit log.")
+    ],
     db: Db = None,
     org: Org = DEFAULT_ORGANISATION,
 ) -> None:
@@ -311,7 +334,9 @@ def lists_revoke(
 @lists_app.command("changes")
 def lists_changes(
     name: str,
-    after: Annotated[int, typer.Option(min=0, help="Cursor: show changes after this sequence number.")] = 0,
+    after: Annotated[
+        int, typer.Option(min=0, help="Cursor: show changes after this sequence number.")
+    ] = 0,
     limit: Annotated[int, typer.Option(min=1, max=100_000, help="Most changes to show.")] = 1000,
     db: Db = None,
     org: Org = DEFAULT_ORGANISATION,
@@ -328,7 +353,9 @@ def lists_changes(
 
 @app.command("audit")
 def audit_command(
-    list_name: Annotated[str | None, typer.Option("--list", help="Only this list's events.")] = None,
+    list_name: Annotated[
+        str | None, typer.Option("--list", help="Only this list's events.")
+    ] = None,
     limit: Annotated[int, typer.Option(min=1, help="Most events to show, newest first.")] = 100,
     db: Db = None,
     org: Org = DEFAULT_ORGANISATION,
@@ -361,11 +388,15 @@ def db_upgrade(db: Db = None) -> None:
 def demo_command(
     db: Annotated[
         str | None,
-        typer.Option("--db", help="Database to use [default: a fresh SQLite file in the work folder]."),
+        typer.Option(
+            "--db", help="Database to use [default: a fresh SQLite file in the work folder]."
+        ),
     ] = None,
     workdir: Annotated[
         Path | None,
-        typer.Option(help="Keep the generated images, CSV and database here [default: a temporary folder]."),
+        typer.Option(
+            help="Keep the generated images, CSV and database here [default: a temporary folder]."
+        ),
     ] = None,
 ) -> None:
     """Build a sample list from generated benign images and match altered and unrelated images."""
@@ -412,8 +443,9 @@ def _render_demo(result: Any, url: str, folder: Path, keep: bool) -> None:
         )
     out.print(table)
     out.print(
-        "Exact copies match by MD5 and PDQ (distance 0); altered copies match by PDQ within the "
-        "threshold of 31 bits out of 256; unrelated images are about 128 bits away and do not match."
+        "Exact copies match by MD5 and PDQ (distance 0); altered copies match by PDQ within "
+        "the threshold of 31 bits out of 256; unrelated images are about 128 bits away and do "
+        "not match."
     )
     out.print(f"{result.correct} of {len(result.queries)} uploads gave the expected result.")
     if keep:
@@ -447,7 +479,9 @@ def _parse_hash_option(text: str) -> tuple[str, str]:
     return kind.name, kind.parse(value)
 
 
-def _hash_with_progress(paths: list[Path], limits: MediaLimits, workers: int) -> Iterator[MediaHashes]:
+def _hash_with_progress(
+    paths: list[Path], limits: MediaLimits, workers: int
+) -> Iterator[MediaHashes]:
     files = list(iter_media_paths(paths))
     with _progress() as progress:
         task = progress.add_task("hashing", total=len(files))
@@ -497,7 +531,9 @@ def _spinner(text: str) -> Iterator[None]:
 
 
 @contextmanager
-def _import_progress() -> Iterator[tuple[Callable[[int], None], Callable[[int], None], Callable[[int], None]]]:
+def _import_progress() -> Iterator[
+    tuple[Callable[[int], None], Callable[[int], None], Callable[[int], None]]
+]:
     with _progress() as progress:
         reading = progress.add_task("reading rows", total=None)
         writing = progress.add_task("writing entries", total=None, visible=False)

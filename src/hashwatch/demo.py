@@ -15,7 +15,7 @@ from hashwatch.audit import local_user
 from hashwatch.hashing import hash_file
 from hashwatch.listfiles import COLUMNS, import_file
 from hashwatch.lists import AddResult, create_list, get_list
-from hashwatch.matching import MatchReport, Matcher
+from hashwatch.matching import Matcher, MatchReport
 from hashwatch.media import MediaLimits
 from hashwatch.organisations import get_or_create_organisation
 from hashwatch.samples import encode, generate_image, transformed

@@ -81,6 +81,13 @@ def read_entries(
         raise InvalidInput(f"format must be one of {', '.join(FORMATS)}, got {fmt!r}")
     # surrogateescape keeps undecodable bytes as marks, so one bad line is reported, not the file.
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
+    try:
+        return _read_rows(text, fmt, on_rows)
+    finally:
+        text.detach()  # the caller owns the stream: leave it open
+
+
+def _read_rows(text: IO[str], fmt: str, on_rows: ProgressCallback | None) -> ParsedFile:
     parsed = ParsedFile()
     rows = _jsonl_rows(text) if fmt == "jsonl" else _csv_rows(text, fmt)
     count = 0
@@ -236,8 +243,9 @@ def _jsonl_rows(text: IO[str]) -> Iterator[Row]:
             continue
         unknown = [key for key in record if key not in COLUMNS]
         if unknown:
-            yield line, LineError(
-                line, f"unknown key {unknown[0]!r}: keys are {', '.join(COLUMNS)}"
+            yield (
+                line,
+                LineError(line, f"unknown key {unknown[0]!r}: keys are {', '.join(COLUMNS)}"),
             )
             continue
         problem = _jsonl_field_types(record)

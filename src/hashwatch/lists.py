@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -425,7 +425,9 @@ def revoke(
     entry.revoked_at = now
     entry.revoked_seq = seq
     entry.revoke_reason = why
-    session.add(ListChange(list_id=hash_list.id, seq=seq, kind=ChangeKind.REVOKE, entry_id=entry.id, at=now))
+    session.add(
+        ListChange(list_id=hash_list.id, seq=seq, kind=ChangeKind.REVOKE, entry_id=entry.id, at=now)
+    )
     audit.record(
         session,
         actor,
@@ -440,7 +442,9 @@ def revoke(
     return entry
 
 
-def changes(session: Session, hash_list: HashList, after: int = 0, limit: int = 1000) -> list[Change]:
+def changes(
+    session: Session, hash_list: HashList, after: int = 0, limit: int = 1000
+) -> list[Change]:
     """The list's changes with sequence number above `after`, oldest first, at most `limit`."""
     if after < 0:
         raise InvalidInput("the cursor ('after') must be 0 or more")
@@ -573,7 +577,6 @@ def _find_entry(
     if len(found) > 1:
         types = ", ".join(entry.signal_type for entry in found)
         raise AmbiguousValue(
-            f"{text.strip()!r} is listed as several signal types ({types}); "
-            "write it as TYPE:VALUE"
+            f"{text.strip()!r} is listed as several signal types ({types}); write it as TYPE:VALUE"
         )
     return found[0]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -23,7 +24,13 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, UnidentifiedImageError
 
-from hashwatch.errors import CorruptMedia, EmptyMedia, MediaTooLarge, TooManyPixels, UnsupportedMedia
+from hashwatch.errors import (
+    CorruptMedia,
+    EmptyMedia,
+    MediaTooLarge,
+    TooManyPixels,
+    UnsupportedMedia,
+)
 
 __all__ = ["ACCEPTED_FORMATS", "MediaLimits", "check_byte_count", "decode_rgb"]
 
@@ -32,6 +39,7 @@ ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF")
 _FORMAT_NAMES = "JPEG, PNG, WebP, GIF, BMP, TIFF"
 
 _SIXTEEN_BIT_MODES = {"I;16", "I;16L", "I;16B", "I;16N", "I"}
+_PILLOW_PIXELS = re.compile(r"\((\d+) pixels\)")
 
 
 @dataclass(frozen=True)
@@ -67,7 +75,7 @@ def decode_rgb(data: bytes, limits: MediaLimits) -> npt.NDArray[np.uint8]:
     Raises a MediaError subclass with a readable message for every kind of bad input.
     """
     check_byte_count(len(data), limits)
-    image = _open(data)
+    image = _open(data, limits)
     try:
         width, height = image.size
         if width <= 0 or height <= 0:
@@ -80,15 +88,21 @@ def decode_rgb(data: bytes, limits: MediaLimits) -> npt.NDArray[np.uint8]:
         except MemoryError:
             raise CorruptMedia("image needs more memory to decode than is available") from None
         except Exception as exc:  # decoders raise many types on hostile data; all mean the same
-            raise CorruptMedia(f"truncated or corrupt {image.format} data: {_reason(exc)}") from None
+            raise CorruptMedia(
+                f"truncated or corrupt {image.format} data: {_reason(exc)}"
+            ) from None
     finally:
         image.close()
 
 
-def _open(data: bytes) -> Image.Image:
+def _open(data: bytes, limits: MediaLimits) -> Image.Image:
     """Read the header only: Pillow decodes no pixel data until load()."""
+    if Image.MAX_IMAGE_PIXELS is not None and limits.max_pixels > Image.MAX_IMAGE_PIXELS:
+        # Pillow refuses images over twice its own global cap inside open(), before our check
+        # runs; raise that cap (never lower it) so an operator's higher limit is the one in force.
+        Image.MAX_IMAGE_PIXELS = limits.max_pixels
     with warnings.catch_warnings():
-        # Pillow warns above its own global pixel cap; our limit, checked next, is the one in force.
+        # Pillow warns above its cap; our limit, checked right after open(), decides.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             return Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
@@ -97,8 +111,13 @@ def _open(data: bytes) -> Image.Image:
                 f"not an image in a supported format ({_FORMAT_NAMES})"
             ) from None
         except Image.DecompressionBombError as exc:
-            # Only reached when the operator's limit is above Pillow's hard cap (about 179 MP).
-            raise TooManyPixels(f"decompression bomb refused without decoding: {exc}") from None
+            declared = _PILLOW_PIXELS.search(str(exc))
+            pixels = f"{int(declared.group(1)) / 1e6:.1f} million" if declared else "too many"
+            raise TooManyPixels(
+                f"image declares {pixels} pixels, over the limit of "
+                f"{limits.max_pixels / 1e6:g} million; refused without decoding "
+                "(possible decompression bomb)"
+            ) from None
         except Exception as exc:
             raise CorruptMedia(f"corrupt image header: {_reason(exc)}") from None
 

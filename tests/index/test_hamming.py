@@ -1,0 +1,126 @@
+"""HammingIndex against brute force: exact results on random and clustered codes, add and remove."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from hashwatch.index import ExactIndex, HammingIndex
+
+
+def brute_force(
+    codes: npt.NDArray[np.uint8],
+    query: npt.NDArray[np.uint8],
+    radius: int,
+    live: npt.NDArray[np.bool_],
+) -> dict[int, int]:
+    bits = np.unpackbits(codes, axis=1)
+    distances = (bits != np.unpackbits(query)).sum(axis=1)
+    return {int(i): int(distances[i]) for i in np.flatnonzero((distances <= radius) & live)}
+
+
+def flip(
+    code: npt.NDArray[np.uint8], count: int, rng: np.random.Generator
+) -> npt.NDArray[np.uint8]:
+    bits = np.unpackbits(code)
+    positions = rng.choice(256, size=count, replace=False)
+    bits[positions] ^= 1
+    return np.packbits(bits)
+
+
+def clustered(rng: np.random.Generator, centres: int, per_centre: int) -> npt.NDArray[np.uint8]:
+    """Near-duplicate clusters with biased bits, as real lists have, plus exact duplicates."""
+    bias = rng.random(256) < 0.3
+    rows = []
+    for _ in range(centres):
+        centre = np.packbits((rng.random(256) < 0.5) & ~bias | (bias & (rng.random(256) < 0.9)))
+        for _ in range(per_centre):
+            rows.append(flip(centre, int(rng.integers(0, 40)), rng))
+        rows.append(centre.copy())
+        rows.append(centre.copy())
+    return np.array(rows, dtype=np.uint8)
+
+
+def as_dict(hit: tuple[np.ndarray, np.ndarray]) -> dict[int, int]:
+    ids, distances = hit
+    assert np.all(np.diff(ids) > 0), "ids come back in ascending order"
+    return dict(zip(ids.tolist(), distances.tolist(), strict=True))
+
+
+@pytest.mark.parametrize("radius", [0, 31, 64])
+@pytest.mark.parametrize("kind", ["random", "clustered"])
+def test_results_equal_brute_force(radius: int, kind: str) -> None:
+    rng = np.random.default_rng(radius + len(kind))
+    codes = (
+        rng.integers(0, 256, size=(3000, 32), dtype=np.uint8)
+        if kind == "random"
+        else clustered(rng, centres=40, per_centre=60)
+    )
+    queries = np.array(
+        [flip(codes[i], int(rng.integers(0, 70)), rng) for i in rng.choice(len(codes), 30)]
+        + [codes[5]]
+        + list(rng.integers(0, 256, size=(5, 32), dtype=np.uint8)),
+        dtype=np.uint8,
+    )
+    index = HammingIndex(codes)
+    live = np.ones(len(codes), dtype=bool)
+    found_any = False
+    for query, hit in zip(queries, index.search(queries, max_distance=radius), strict=True):
+        expected = brute_force(codes, query, radius, live)
+        assert as_dict(hit) == expected
+        found_any |= bool(expected)
+    assert found_any
+
+
+def test_add_and_remove_are_visible_to_the_next_search() -> None:
+    rng = np.random.default_rng(7)
+    codes = rng.integers(0, 256, size=(500, 32), dtype=np.uint8)
+    index = HammingIndex(codes[:300])
+    assert index.add(codes[300:]) == 300
+    assert len(index) == 500
+    index.remove([10, 400])
+    assert len(index) == 498
+    live = np.ones(500, dtype=bool)
+    live[[10, 400]] = False
+    for i in (10, 11, 400, 499):
+        query = flip(codes[i], 5, rng)
+        assert as_dict(index.search(query, 31)[0]) == brute_force(codes, query, 31, live)
+    assert index.search(codes[10], 0)[0][0].tolist() == []
+    assert index.search(codes[11], 0)[0][0].tolist() == [11]
+
+
+def test_an_empty_index_finds_nothing() -> None:
+    ids, distances = HammingIndex().search(np.zeros((1, 32), dtype=np.uint8), 64)[0]
+    assert ids.size == 0 and distances.size == 0
+
+
+def test_growth_beyond_the_first_block_keeps_every_code() -> None:
+    rng = np.random.default_rng(3)
+    index = HammingIndex()
+    batches = [rng.integers(0, 256, size=(n, 32), dtype=np.uint8) for n in (1, 1500, 700)]
+    for batch in batches:
+        index.add(batch)
+    everything = np.concatenate(batches)
+    for i in (0, 1, 1500, 2200):
+        assert i in index.search(everything[i], 0)[0][0].tolist()
+
+
+def test_bad_arguments_are_refused() -> None:
+    index = HammingIndex(np.zeros((2, 32), dtype=np.uint8))
+    with pytest.raises(ValueError, match=r"shape \(n, 32\)"):
+        index.search(np.zeros((1, 16), dtype=np.uint8), 10)
+    with pytest.raises(ValueError, match=r"max_distance must be in 0\.\.256"):
+        index.search(np.zeros(32, dtype=np.uint8), 300)
+    with pytest.raises(IndexError):
+        index.remove([2])
+
+
+def test_exact_index_keeps_every_id_of_a_value() -> None:
+    index = ExactIndex()
+    index.add_many([("aa", 1), ("aa", 2), ("bb", 3)])
+    assert index.search("aa") == [1, 2]
+    index.remove(1)
+    assert index.search("aa") == [2]
+    index.remove(2)
+    assert index.search("aa") == [] and len(index) == 1
