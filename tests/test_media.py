@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -174,6 +176,16 @@ def test_gif_hashes_its_first_frame(photos: dict[str, np.ndarray]) -> None:
     animated = encode(first, "GIF", save_all=True, append_images=[second], duration=100)
     assert PDQ.distance(pdq_of(animated), pdq_of(encode(first, "GIF"))) <= 4
     assert PDQ.distance(pdq_of(animated), pdq_of(encode(second, "GIF"))) > 64
+
+
+def test_multi_picture_jpeg_from_phones_hashes_its_first_picture(
+    photos: dict[str, np.ndarray],
+) -> None:
+    first = Image.fromarray(photos["astronaut"])
+    second = Image.fromarray(photos["coffee"]).resize((512, 512))
+    mpo = encode(first, "MPO", save_all=True, append_images=[second], quality=90)
+    assert Image.open(io.BytesIO(mpo)).format == "MPO"
+    assert PDQ.distance(pdq_of(mpo), pdq_of(encode(first, "JPEG", quality=90))) == 0
 
 
 def test_exif_orientation_is_not_applied(astronaut: np.ndarray) -> None:

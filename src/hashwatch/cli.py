@@ -62,7 +62,7 @@ Db = Annotated[
     typer.Option(
         "--db",
         envvar="HASHWATCH_DB",
-        help=f"Database URL [default: {DEFAULT_URL}]; e.g. postgresql+psycopg://host/db",
+        help=f"Database URL (default {DEFAULT_URL}), e.g. postgresql+psycopg://host/db",
         show_default=False,
     ),
 ]
@@ -78,7 +78,7 @@ MaxBytes = Annotated[
     typer.Option(
         "--max-bytes",
         min=1,
-        help="Largest file accepted [default: 50000000, or HASHWATCH_MAX_BYTES].",
+        help="Largest file in bytes (default 50000000, or HASHWATCH_MAX_BYTES).",
     ),
 ]
 MaxPixels = Annotated[
@@ -86,7 +86,7 @@ MaxPixels = Annotated[
     typer.Option(
         "--max-pixels",
         min=1,
-        help="Most pixels decoded [default: 100000000, or HASHWATCH_MAX_PIXELS].",
+        help="Most pixels per image (default 100000000, or HASHWATCH_MAX_PIXELS).",
     ),
 ]
 
@@ -389,13 +389,13 @@ def demo_command(
     db: Annotated[
         str | None,
         typer.Option(
-            "--db", help="Database to use [default: a fresh SQLite file in the work folder]."
+            "--db", help="Database to use (default: a fresh SQLite file in the work folder)."
         ),
     ] = None,
     workdir: Annotated[
         Path | None,
         typer.Option(
-            help="Keep the generated images, CSV and database here [default: a temporary folder]."
+            help="Keep the generated images, CSV and database here (default: a temporary folder)."
         ),
     ] = None,
 ) -> None:

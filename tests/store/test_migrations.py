@@ -23,6 +23,6 @@ def test_downgrade_to_nothing_and_upgrade_again(store: Store) -> None:
     command.downgrade(config, "base")
     assert set(inspect(store.engine).get_table_names()) <= {"alembic_version"}
     migrate(store.engine)
-    assert {"organisations", "hash_lists", "list_entries", "list_changes", "audit_log"} <= set(
+    assert {"organisations", "hash_lists", "list_entries", "audit_log"} <= set(
         inspect(store.engine).get_table_names()
     )

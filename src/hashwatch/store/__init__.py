@@ -8,7 +8,6 @@ from hashwatch.store.models import (
     AuditEvent,
     ChangeKind,
     HashList,
-    ListChange,
     ListEntry,
     Organisation,
 )
@@ -19,7 +18,6 @@ __all__ = [
     "AuditEvent",
     "ChangeKind",
     "HashList",
-    "ListChange",
     "ListEntry",
     "Organisation",
     "Store",

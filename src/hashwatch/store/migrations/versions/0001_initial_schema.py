@@ -1,4 +1,4 @@
-"""Initial schema: organisations, hash lists, entries, change feed, audit log.
+"""Initial schema: organisations, hash lists, entries (which carry the change feed), audit log.
 
 Revision ID: 0001
 Revises:
@@ -94,29 +94,19 @@ def upgrade() -> None:
             "value",
             name=op.f("uq_list_entries_list_id_signal_type_value"),
         ),
+        sa.UniqueConstraint("list_id", "added_seq", name=op.f("uq_list_entries_list_id_added_seq")),
     )
-    op.create_index("ix_list_entries_signal_type_value", "list_entries", ["signal_type", "value"])
-    op.create_table(
-        "list_changes",
-        sa.Column("list_id", Id, nullable=False),
-        sa.Column("seq", sa.BigInteger(), nullable=False),
-        sa.Column("kind", sa.String(16), nullable=False),
-        sa.Column("entry_id", Id, nullable=False),
-        sa.Column("at", Timestamp, nullable=False),
-        sa.CheckConstraint("kind IN ('add', 'revoke')", name=op.f("ck_list_changes_kind")),
-        sa.ForeignKeyConstraint(
-            ["entry_id"], ["list_entries.id"], name=op.f("fk_list_changes_entry_id_list_entries")
-        ),
-        sa.ForeignKeyConstraint(
-            ["list_id"], ["hash_lists.id"], name=op.f("fk_list_changes_list_id_hash_lists")
-        ),
-        sa.PrimaryKeyConstraint("list_id", "seq", name=op.f("pk_list_changes")),
+    op.create_index(
+        "ix_list_entries_revoked_seq",
+        "list_entries",
+        ["list_id", "revoked_seq"],
+        unique=True,
+        sqlite_where=sa.text("revoked_seq IS NOT NULL"),
+        postgresql_where=sa.text("revoked_seq IS NOT NULL"),
     )
-    op.create_index(op.f("ix_list_changes_entry_id"), "list_changes", ["entry_id"])
 
 
 def downgrade() -> None:
-    op.drop_table("list_changes")
     op.drop_table("list_entries")
     op.drop_table("hash_lists")
     op.drop_table("audit_log")
