@@ -103,9 +103,9 @@ def main() -> None:
     body = (
         f"A {args.rows:,}-row CSV ({size_mb:.0f} MB; nine in ten rows PDQ, one in ten MD5, each with "
         "category, two labels and a source) imported into an empty list through the same service "
-        "the CLI uses: every row parsed and validated, then entries and change-feed rows written "
-        "in one transaction (COPY on PostgreSQL). The re-import reads the same file into the full "
-        "list and adds nothing.\n\n" + "\n".join(table)
+        "the CLI uses: every row parsed and validated, then the entries (which carry the change "
+        "feed) written in one transaction (COPY on PostgreSQL). The re-import reads the same file "
+        "into the full list and adds nothing.\n\n" + "\n".join(table)
     )
     print("\n".join(table))
     write_section("import", "List import rate", body)

@@ -247,3 +247,17 @@ def test_large_imports_go_in_bulk(store: Store, list_name: str) -> None:
         feed = changes(session, hash_list, after=59_998)
         assert [(c.seq, c.value) for c in feed] == [(59_999, pdq(59_998)), (60_000, pdq(59_999))]
         assert feed[0].labels == ["age:0-3"] and feed[0].source == "IWF"
+
+
+def test_concurrent_imports_of_the_same_rows_add_each_value_once(store: Store, list_name: str) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    text = HEADER + "".join(csv_rows(2000))
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        results = list(pool.map(lambda _: do_import(store, list_name, text), range(3)))
+    assert sorted(r.added for r in results) == [0, 0, 2000]
+    assert sum(r.already_present for r in results) == 4000
+    assert entry_count(store) == 2000
+    with store.session() as session:
+        hash_list = get_list(session, get_or_create_organisation(session), list_name)
+        assert [c.seq for c in changes(session, hash_list, after=1998)] == [1999, 2000]

@@ -31,7 +31,7 @@ from rich.progress import (
 from rich.table import Table
 
 from hashwatch import __version__, audit, listfiles, lists
-from hashwatch.errors import HashwatchError, InvalidInput
+from hashwatch.errors import HashwatchError, ImportRejected, InvalidInput
 from hashwatch.hashing import MediaHashes, hash_files, iter_media_paths
 from hashwatch.matching import Matcher
 from hashwatch.media import MediaLimits
@@ -270,10 +270,8 @@ def lists_import(
                 result = listfiles.import_file(
                     session, hash_list, stream, chosen, _actor(), on_rows, on_write, on_write_start
                 )
-            except HashwatchError as exc:
-                rejected = getattr(exc, "errors", None)
-                if rejected is not None:
-                    _emit({"list": hash_list.name, "added": 0, "rejected": len(rejected)})
+            except ImportRejected as exc:
+                _emit({"list": hash_list.name, "added": 0, "rejected": len(exc.errors)})
                 raise
         _emit({"list": name.strip(), "format": chosen, **result.to_json()})
 

@@ -342,6 +342,7 @@ def add_entries(
     skipped_unsupported: int = 0,
 ) -> AddResult:
     """Add validated entries in bulk, in one transaction; existing values are counted, not added."""
+    _lock(session, hash_list)  # before reading what exists, so a concurrent add cannot interleave
     existing: dict[tuple[str, str], bool] = {
         (signal_type, value): is_revoked
         for signal_type, value, is_revoked in session.execute(
@@ -388,6 +389,7 @@ def revoke(
     why = reason.strip()
     if not why:
         raise InvalidInput("a revocation needs a reason")
+    _lock(session, hash_list)
     entry = _find_entry(session, hash_list, value, signal_type)
     if entry.revoked_seq is not None:
         raise Conflict(
@@ -491,11 +493,19 @@ def _named(owner: Organisation, name: str) -> Any:
     return (HashList.owner_id == owner.id) & (HashList.name == name)
 
 
+def _lock(session: Session, hash_list: HashList) -> None:
+    """Take the list's write lock until commit: a row lock on PostgreSQL, the database write lock
+    on SQLite. Writers to one list then run one after another, each seeing the last one's rows."""
+    session.execute(
+        update(HashList).where(HashList.id == hash_list.id).values(last_seq=HashList.last_seq)
+    )
+
+
 def _allocate_seqs(session: Session, hash_list: HashList, count: int) -> int:
     """Reserve `count` consecutive sequence numbers; return the first.
 
-    The UPDATE takes the list row's write lock until commit, so a second writer waits and gets
-    the numbers after ours: sequence order is commit order, and a reader that has seen seq N
+    The UPDATE holds the list's write lock until commit (see _lock), so a second writer waits and
+    gets the numbers after ours: sequence order is commit order, and a reader that has seen seq N
     will never later see a smaller one appear.
     """
     last = session.execute(
