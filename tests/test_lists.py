@@ -249,7 +249,9 @@ def test_large_imports_go_in_bulk(store: Store, list_name: str) -> None:
         assert feed[0].labels == ["age:0-3"] and feed[0].source == "IWF"
 
 
-def test_concurrent_imports_of_the_same_rows_add_each_value_once(store: Store, list_name: str) -> None:
+def test_concurrent_imports_of_the_same_rows_add_each_value_once(
+    store: Store, list_name: str
+) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     text = HEADER + "".join(csv_rows(2000))

@@ -124,3 +124,119 @@ def test_exact_index_keeps_every_id_of_a_value() -> None:
     assert index.search("aa") == [2]
     index.remove(2)
     assert index.search("aa") == [] and len(index) == 1
+
+
+def check_against_brute_force(
+    index: HammingIndex,
+    codes: npt.NDArray[np.uint8],
+    live: npt.NDArray[np.bool_],
+    queries: npt.NDArray[np.uint8],
+    radius: int,
+) -> int:
+    hits = 0
+    for query, hit in zip(queries, index.search(queries, max_distance=radius), strict=True):
+        expected = brute_force(codes, query, radius, live)
+        assert as_dict(hit) == expected
+        hits += len(expected)
+    return hits
+
+
+def test_adds_merged_into_the_tables_stay_exact_including_duplicates() -> None:
+    rng = np.random.default_rng(11)
+    base = clustered(rng, centres=30, per_centre=50)
+    index = HammingIndex(base)
+    # Enough adds to pass the merge threshold, with copies of indexed codes and of each other.
+    added = np.concatenate(
+        [
+            rng.integers(0, 256, size=(2500, 32), dtype=np.uint8),
+            base[:300],
+            base[:10],
+        ]
+    )
+    first = index.add(added[:1000])
+    index.add(added[1000:])
+    assert first == len(base)
+    assert len(index._pending_ids) == 0, "the adds were merged into the tables"
+    codes = np.concatenate([base, added])
+    live = np.ones(len(codes), dtype=bool)
+    index.remove([0, len(base) + 5, len(codes) - 1])
+    live[[0, len(base) + 5, len(codes) - 1]] = False
+    queries = np.array(
+        [flip(codes[i], int(rng.integers(0, 35)), rng) for i in rng.choice(len(codes), 60)]
+    )
+    assert check_against_brute_force(index, codes, live, queries, 31) > 0
+    assert check_against_brute_force(index, codes, live, codes[[1, 2, len(base) + 2600]], 0) > 0
+
+
+def test_an_index_built_only_by_adds_is_exact() -> None:
+    rng = np.random.default_rng(5)
+    codes = rng.integers(0, 256, size=(5000, 32), dtype=np.uint8)
+    index = HammingIndex()
+    for start in range(0, 5000, 700):
+        index.add(codes[start : start + 700])
+    live = np.ones(len(codes), dtype=bool)
+    queries = np.array([flip(codes[i], 20, rng) for i in range(0, 5000, 250)])
+    assert check_against_brute_force(index, codes, live, queries, 31) >= len(queries)
+
+
+def test_many_copies_of_one_code_are_all_returned() -> None:
+    rng = np.random.default_rng(2)
+    code = rng.integers(0, 256, size=32, dtype=np.uint8)
+    codes = np.concatenate(
+        [np.tile(code, (4000, 1)), rng.integers(0, 256, size=(100, 32), dtype=np.uint8)]
+    )
+    index = HammingIndex(codes)
+    ids, distances = index.search(flip(code, 3, rng), 31)[0]
+    assert ids.tolist() == list(range(4000))
+    assert set(distances.tolist()) == {3}
+
+
+def test_a_query_inside_a_huge_cluster_falls_back_to_a_scan_and_stays_exact() -> None:
+    rng = np.random.default_rng(9)
+    centre = rng.integers(0, 256, size=32, dtype=np.uint8)
+    # Every code differs from the centre in a few of the first 24 bits only: every substring but
+    # those bits' holds one value, so probing would touch almost every code.
+    codes = np.array([flip_within(centre, int(rng.integers(1, 6)), 24, rng) for _ in range(3000)])
+    codes = np.concatenate([codes, rng.integers(0, 256, size=(3000, 32), dtype=np.uint8)])
+    index = HammingIndex(codes)
+    live = np.ones(len(codes), dtype=bool)
+    queries = np.array([flip(centre, 2, rng), codes[3100]])
+    assert check_against_brute_force(index, codes, live, queries, 31) > 3000
+
+
+def test_batches_larger_than_one_vectorised_pass_are_split_correctly() -> None:
+    rng = np.random.default_rng(4)
+    codes = rng.integers(0, 256, size=(2000, 32), dtype=np.uint8)
+    index = HammingIndex(codes)
+    queries = np.array([flip(codes[i % 2000], 10, rng) for i in range(5000)])
+    results = index.search(queries, 31)
+    assert len(results) == 5000
+    assert all(ids.tolist() == [i % 2000] for i, (ids, _) in enumerate(results))
+
+
+def flip_within(
+    code: npt.NDArray[np.uint8], count: int, span: int, rng: np.random.Generator
+) -> npt.NDArray[np.uint8]:
+    bits = np.unpackbits(code)
+    bits[rng.choice(span, size=count, replace=False)] ^= 1
+    return np.packbits(bits)
+
+
+def test_distinct_codes_are_grouped_exactly_even_when_their_mixes_collide(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hashwatch.index import hamming
+
+    rng = np.random.default_rng(8)
+    codes = rng.integers(0, 256, size=(50, 32), dtype=np.uint8)
+    codes = np.concatenate([codes, codes[[3, 3, 7]]])
+    first, code_of = hamming._distinct(codes)
+    assert first.tolist() == list(range(50))
+    assert code_of.tolist() == [*range(50), 3, 3, 7]
+    # Every code given the same mix: grouping must fall back to comparing whole codes.
+    monkeypatch.setattr(hamming, "_mix", lambda words: np.zeros(len(words), dtype=np.uint64))
+    first, code_of = hamming._distinct(codes)
+    assert first.tolist() == list(range(50))
+    assert code_of.tolist() == [*range(50), 3, 3, 7]
+    index = HammingIndex(codes)
+    assert index.search(codes[3], 0)[0][0].tolist() == [3, 50, 51]
