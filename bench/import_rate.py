@@ -39,7 +39,9 @@ def write_csv(path: Path, rows: int) -> None:
                 kind, value = "pdq", values[i].tobytes().hex()
             else:
                 kind, value = "md5", values[i, :16].tobytes().hex()
-            handle.write(f"{kind},{value},{CATEGORIES[i % 8]},age:{i % 5};verified,hotline-{i % 3},\n")
+            handle.write(
+                f"{kind},{value},{CATEGORIES[i % 8]},age:{i % 5};verified,hotline-{i % 3},\n"
+            )
 
 
 def run(url: str, csv_path: Path, rows: int) -> tuple[float, float]:
@@ -65,7 +67,9 @@ def create_or_get(session):  # type: ignore[no-untyped-def]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument(
         "--postgres",
@@ -86,7 +90,9 @@ def main() -> None:
             with admin.connect() as connection:
                 connection.execute(text(f'CREATE DATABASE "{name}"'))
             try:
-                url = make_url(args.postgres).set(database=name).render_as_string(hide_password=False)
+                url = (
+                    make_url(args.postgres).set(database=name).render_as_string(hide_password=False)
+                )
                 results.append(("PostgreSQL 15 (local)", *run(url, csv_path, args.rows)))
             finally:
                 with admin.connect() as connection:

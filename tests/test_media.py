@@ -197,3 +197,37 @@ def test_exif_orientation_is_not_applied(astronaut: np.ndarray) -> None:
     rotated = encode(image.transpose(Image.Transpose.ROTATE_270), "JPEG", quality=90)
     assert pdq_of(tagged) == pdq_of(plain)
     assert PDQ.distance(pdq_of(tagged), pdq_of(rotated)) > 31
+
+
+@pytest.fixture(scope="module")
+def large_photo(photos: dict[str, np.ndarray]) -> Image.Image:
+    """A photograph at 12 megapixels (4000 x 3000)."""
+    return Image.fromarray(photos["coffee"]).resize((4000, 3000), Image.Resampling.LANCZOS)
+
+
+def full_resolution_reference(data: bytes) -> str:
+    import pdqhash
+
+    from hashwatch.signals.pdq import bits_to_hex
+
+    rgb = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    return bits_to_hex(pdqhash.compute(rgb)[0])
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_large_images_decode_at_reduced_scale_within_tolerance(
+    large_photo: Image.Image, fmt: str
+) -> None:
+    data = encode(large_photo, fmt, quality=90) if fmt == "JPEG" else encode(large_photo, fmt)
+    reduced = decode_rgb(data, LIMITS)
+    assert min(reduced.shape[:2]) >= LIMITS.min_side  # type: ignore[operator]
+    assert min(reduced.shape[:2]) < 2 * LIMITS.min_side  # type: ignore[operator]
+    assert PDQ.distance(pdq_of(data), full_resolution_reference(data)) <= 10
+
+
+def test_full_resolution_decoding_matches_the_reference_exactly(large_photo: Image.Image) -> None:
+    data = encode(large_photo, "JPEG", quality=90)
+    full = MediaLimits(min_side=None)
+    assert decode_rgb(data, full).shape == (3000, 4000, 3)
+    result = hash_bytes(data, full)
+    assert result.hashes["pdq"] == full_resolution_reference(data)

@@ -40,6 +40,7 @@ from hashwatch.signals import get_signal_type
 from hashwatch.signals.pdq import MIN_QUALITY
 from hashwatch.store import Store, open_store
 from hashwatch.store.database import DEFAULT_URL
+from hashwatch.tuning import tune_allocator
 
 __all__ = ["app", "main"]
 
@@ -71,7 +72,10 @@ Org = Annotated[
     typer.Option("--org", envvar="HASHWATCH_ORG", help="Organisation to act as."),
 ]
 Workers = Annotated[
-    int, typer.Option("--workers", "-w", min=1, help="Processes hashing in parallel.")
+    int | None,
+    typer.Option(
+        "--workers", "-w", min=1, help="Processes hashing in parallel (default: one per core)."
+    ),
 ]
 MaxBytes = Annotated[
     int | None,
@@ -79,6 +83,13 @@ MaxBytes = Annotated[
         "--max-bytes",
         min=1,
         help="Largest file in bytes (default 50000000, or HASHWATCH_MAX_BYTES).",
+    ),
+]
+FullResolution = Annotated[
+    bool,
+    typer.Option(
+        "--full-resolution",
+        help="Decode large images at full size for PDQ (slower; bit-exact with the reference).",
     ),
 ]
 MaxPixels = Annotated[
@@ -92,6 +103,7 @@ MaxPixels = Annotated[
 
 
 def main() -> None:
+    tune_allocator()
     app()
 
 
@@ -112,12 +124,13 @@ def hash_command(
     paths: Annotated[
         list[Path], typer.Argument(help="Files and directories (walked recursively).")
     ],
-    workers: Workers = 1,
+    workers: Workers = None,
     max_bytes: MaxBytes = None,
     max_pixels: MaxPixels = None,
+    full_resolution: FullResolution = False,
 ) -> None:
     """Print every hash of each file as one JSON line: path, md5, sha1, sha256, pdq, pdq_quality."""
-    limits = _limits(max_bytes, max_pixels)
+    limits = _limits(max_bytes, max_pixels, full_resolution)
     failed = 0
     for result in _hash_with_progress(paths, limits, workers):
         _emit(result.to_json())
@@ -143,16 +156,17 @@ def match_command(
     quality_floor: Annotated[
         int, typer.Option(min=0, max=100, help="Lowest perceptual hash quality used for matching.")
     ] = MIN_QUALITY,
-    workers: Workers = 1,
+    workers: Workers = None,
     max_bytes: MaxBytes = None,
     max_pixels: MaxPixels = None,
+    full_resolution: FullResolution = False,
     db: Db = None,
     org: Org = DEFAULT_ORGANISATION,
 ) -> None:
     """Match files (and --hash values) against lists; one JSON line per file with its matches."""
     if not paths and not hashes:
         raise typer.BadParameter("give at least one PATH or --hash")
-    limits = _limits(max_bytes, max_pixels)
+    limits = _limits(max_bytes, max_pixels, full_resolution)
     with _domain_errors():
         queries = [_parse_hash_option(text) for text in hashes or []]
         store = open_store(db)
@@ -459,13 +473,15 @@ def _actor() -> str:
     return f"cli:{audit.local_user()}"
 
 
-def _limits(max_bytes: int | None, max_pixels: int | None) -> MediaLimits:
+def _limits(max_bytes: int | None, max_pixels: int | None, full_resolution: bool) -> MediaLimits:
     try:
         base = MediaLimits.from_env()
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
     return MediaLimits(
-        max_bytes=max_bytes or base.max_bytes, max_pixels=max_pixels or base.max_pixels
+        max_bytes=max_bytes or base.max_bytes,
+        max_pixels=max_pixels or base.max_pixels,
+        min_side=None if full_resolution else base.min_side,
     )
 
 
@@ -478,7 +494,7 @@ def _parse_hash_option(text: str) -> tuple[str, str]:
 
 
 def _hash_with_progress(
-    paths: list[Path], limits: MediaLimits, workers: int
+    paths: list[Path], limits: MediaLimits, workers: int | None
 ) -> Iterator[MediaHashes]:
     files = list(iter_media_paths(paths))
     with _progress() as progress:

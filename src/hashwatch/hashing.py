@@ -20,6 +20,7 @@ from typing import Any
 from hashwatch.errors import MediaError
 from hashwatch.media import MediaLimits, check_byte_count, decode_rgb
 from hashwatch.signals import BytesSignalType, PixelSignalType, all_signal_types
+from hashwatch.tuning import tune_allocator
 
 __all__ = ["MediaHashes", "hash_bytes", "hash_file", "hash_files", "iter_media_paths"]
 
@@ -97,16 +98,20 @@ def _hash_file_task(args: tuple[str, MediaLimits]) -> MediaHashes:
 
 
 def hash_files(
-    paths: Iterable[str | os.PathLike[str]], limits: MediaLimits, workers: int = 1
+    paths: Iterable[str | os.PathLike[str]], limits: MediaLimits, workers: int | None = None
 ) -> Iterator[MediaHashes]:
-    """Hash files in order, in `workers` processes when more than one."""
+    """Hash files in order, in `workers` processes (default: one per core).
+
+    A pool costs a process start per worker, so a handful of files is hashed in this process.
+    """
     names = [os.fspath(p) for p in paths]
-    if workers <= 1 or len(names) <= 1:
+    workers = workers or os.cpu_count() or 1
+    if workers <= 1 or len(names) < 2 * workers:
         for name in names:
             yield hash_file(name, limits)
         return
     # Processes, not threads: decoding and PDQ hold the GIL for most of their time.
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=tune_allocator) as pool:
         chunksize = max(1, min(16, len(names) // (workers * 4)))
         yield from pool.map(_hash_file_task, [(n, limits) for n in names], chunksize=chunksize)
 

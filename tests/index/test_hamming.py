@@ -240,3 +240,11 @@ def test_distinct_codes_are_grouped_exactly_even_when_their_mixes_collide(
     assert code_of.tolist() == [*range(50), 3, 3, 7]
     index = HammingIndex(codes)
     assert index.search(codes[3], 0)[0][0].tolist() == [3, 50, 51]
+
+
+def test_the_allocator_is_tuned_on_linux() -> None:
+    import sys
+
+    from hashwatch.tuning import tune_allocator
+
+    assert tune_allocator() is sys.platform.startswith("linux")

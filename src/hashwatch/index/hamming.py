@@ -29,9 +29,11 @@ around a million codes, 11 of 23-24 bits around ten million, trading probes agai
 
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass, field
 from itertools import combinations
 from math import comb
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -48,10 +50,12 @@ Words = npt.NDArray[np.uint64]  # shape (4, n): column-major, one row per 64-bit
 
 #: Above this many probes per query (large max_distance), scanning is cheaper than probing.
 _MAX_PROBES = 20_000
-#: A random candidate costs about as much as scanning this many codes in order.
-_CANDIDATE_COST = 1.5
+#: A candidate read at random costs about as much as scanning this many codes in order
+#: (measured here: about 24 ns against 4.5 ns).
+_CANDIDATE_COST = 5.0
+_NO_OWNERS = np.zeros(0, dtype=np.int64)  # a single query's candidates need no owner
 #: Queries handled per vectorised batch: bounds the temporary memory of a large batch.
-_BATCH = 2048
+_BATCH = 128
 #: Rows per block when scanning.
 _SCAN_BLOCK = 1 << 20
 
@@ -73,6 +77,8 @@ class _Layout:
     shifts: npt.NDArray[np.uint32]  # (m,) right shift of the 4-byte window
     masks: npt.NDArray[np.uint32]  # (m,)
     table_base: npt.NDArray[np.int64]  # start of each table's offsets in the flat offsets array
+    #: (right shift, mask) of each substring in the reordered code read as one 256-bit integer.
+    key_shifts: list[tuple[int, int]]
     _probes: dict[int, _Probes | None] = field(default_factory=dict)
 
     @property
@@ -96,7 +102,11 @@ class _Layout:
         masks = ((1 << widths) - 1).astype(np.uint32)
         sizes = (1 << widths) + 1
         table_base = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-        return cls(byte_order, widths, first_bytes, shifts, masks, table_base)
+        key_shifts = [
+            (BITS - int(start) - int(width), (1 << int(width)) - 1)
+            for start, width in zip(starts, widths, strict=True)
+        ]
+        return cls(byte_order, widths, first_bytes, shifts, masks, table_base, key_shifts)
 
     def keys(self, code_bytes: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint32]:
         """Each code's value in each substring, shape (n, m)."""
@@ -109,19 +119,24 @@ class _Layout:
         )
         return (at_byte[:, self.first_bytes] >> self.shifts) & self.masks
 
-    def probes(self, radius: int) -> _Probes | None:
-        """The probe pattern for one radius (cached), or None when a scan is cheaper."""
-        if radius not in self._probes:
-            self._probes[radius] = self._make_probes(radius)
-        return self._probes[radius]
+    def probes(self, max_distance: int) -> _Probes | None:
+        """The probe pattern for one distance (cached), or None when a scan is cheaper."""
+        if max_distance not in self._probes:
+            self._probes[max_distance] = self._make_probes(max_distance)
+        return self._probes[max_distance]
 
-    def _make_probes(self, radius: int) -> _Probes | None:
-        count = sum(comb(int(w), r) for w in self.widths for r in range(radius + 1))
+    def _make_probes(self, max_distance: int) -> _Probes | None:
+        radii = _radii(self.widths.tolist(), max_distance)
+        count = sum(
+            comb(w, r)
+            for w, top in zip(self.widths.tolist(), radii, strict=True)
+            for r in range(top + 1)
+        )
         if count > _MAX_PROBES:
             return None
         tables: list[int] = []
         masks: list[int] = []
-        for j, width in enumerate(self.widths.tolist()):
+        for j, (width, radius) in enumerate(zip(self.widths.tolist(), radii, strict=True)):
             for r in range(radius + 1):
                 for flipped in combinations(range(width), r):
                     tables.append(j)
@@ -139,6 +154,22 @@ class _Probes:
     base: npt.NDArray[np.int64]  # where that substring's offsets start in the flat array
 
 
+def _radii(widths: list[int], max_distance: int) -> list[int]:
+    """The search radius of each substring, fewest probes first; -1 leaves a table out.
+
+    Pigeonhole, generalised: if every substring j of two codes differed in more than r_j bits,
+    the codes would differ in at least sum(r_j + 1) bits. So any radii with
+    sum(r_j + 1) > max_distance find every match. Each step raises one radius by one, choosing
+    the raise that adds the fewest probes (C(width, r + 1) for radius r + 1); these costs grow
+    with r, so taking the cheapest step each time gives the fewest probes overall.
+    """
+    radii = [-1] * len(widths)
+    for _ in range(max_distance + 1):
+        j = min(range(len(widths)), key=lambda t: (comb(widths[t], radii[t] + 1), -widths[t]))
+        radii[j] += 1
+    return radii
+
+
 def _choose_substrings(unique: int) -> int:
     """The substring count with the fewest expected cache misses per query at distance 31.
 
@@ -149,8 +180,10 @@ def _choose_substrings(unique: int) -> int:
     best, best_cost = 16, float("inf")
     for m in (16, 14, 13, 12, 11):
         widths = [BITS // m + (1 if j < BITS % m else 0) for j in range(m)]
-        radius = 31 // m
-        probes = [sum(comb(w, r) for r in range(radius + 1)) for w in widths]
+        radii = _radii(widths, 31)
+        probes = [
+            sum(comb(w, r) for r in range(top + 1)) for w, top in zip(widths, radii, strict=True)
+        ]
         candidates = sum(p * unique / 2**w for p, w in zip(probes, widths, strict=True))
         cost = 2 * sum(probes) + 4 * candidates
         offsets_bytes = 4 * sum(2**w for w in widths)
@@ -228,6 +261,8 @@ class HammingIndex:
         if not 0 <= max_distance <= BITS:
             raise ValueError(f"max_distance must be in 0..{BITS}, got {max_distance}")
         query_bytes = _as_bytes(queries)
+        if len(query_bytes) == 1:
+            return [self._search_one(query_bytes[0], max_distance)]
         found_q: list[IdArray] = []
         found_id: list[IdArray] = []
         found_d: list[DistanceArray] = []
@@ -244,6 +279,56 @@ class HammingIndex:
             np.concatenate(found_d),
         )
 
+    def _search_one(
+        self, code: npt.NDArray[np.uint8], max_distance: int
+    ) -> tuple[IdArray, DistanceArray]:
+        """One query: the batch path's steps with the per-batch machinery left out.
+
+        Single lookups are the service's common case, and at this size NumPy's per-call cost
+        dominates, so this path makes as few calls as it can.
+        """
+        words = code.view(np.uint64)
+        codes, distances = self._one_query_codes(code, words, max_distance)
+        ids = self._first_id[codes]
+        if self._more_ids and len(codes):
+            more = np.flatnonzero(self._has_more[codes])
+            if len(more):
+                extra = [self._more_ids[int(c)] for c in codes[more]]
+                ids = np.concatenate([ids, np.array([i for e in extra for i in e], dtype=np.int64)])
+                repeats = [len(e) for e in extra]
+                distances = np.concatenate([distances, np.repeat(distances[more], repeats)])
+        if len(self._pending_ids):
+            rows, pending_distances = _scan(self._pending_words, words, max_distance)
+            ids = np.concatenate([ids, self._pending_ids[rows]])
+            distances = np.concatenate([distances, pending_distances])
+        live = self._live[ids]
+        ids, distances = ids[live], distances[live]
+        order = np.argsort(ids, kind="stable")
+        return ids[order], distances[order]
+
+    def _one_query_codes(
+        self, code: npt.NDArray[np.uint8], words: npt.NDArray[np.uint64], max_distance: int
+    ) -> tuple[IdArray, DistanceArray]:
+        """The indexed codes within max_distance of one query, each once, and their distances."""
+        layout = self._layout
+        if layout is None:
+            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int32)
+        probes = layout.probes(max_distance)
+        if probes is not None:
+            value = int.from_bytes(code[layout.byte_order].tobytes(), "big")
+            keys = np.array([(value >> s) & m for s, m in layout.key_shifts], dtype=np.uint32)
+            slots = (keys[probes.table] ^ probes.mask) + probes.base
+            starts = self._offsets[slots].astype(np.int64)
+            lengths = self._offsets[slots + 1] - starts
+            if int(lengths.sum()) * _CANDIDATE_COST <= len(self._first_id):
+                candidates = self._perm[_expand(starts, lengths)].astype(np.int64)
+                rows, distances = _verify(
+                    self._words, candidates, words[:, None], _NO_OWNERS, max_distance
+                )
+                codes, first = np.unique(rows, return_index=True)
+                return codes, distances[first]
+        return _scan(self._words, words, max_distance)
+
     def _search_batch(
         self, query_bytes: npt.NDArray[np.uint8], max_distance: int
     ) -> tuple[IdArray, IdArray, DistanceArray]:
@@ -254,11 +339,7 @@ class HammingIndex:
         unique = len(self._first_id)
         if unique:
             to_scan = np.ones(len(query_bytes), dtype=bool)
-            probes = (
-                self._layout.probes(max_distance // self._layout.substrings)
-                if self._layout
-                else None
-            )
+            probes = self._layout.probes(max_distance) if self._layout else None
             if probes is not None:
                 q, u, d, to_scan = self._probe(query_bytes, query_words, probes, max_distance)
                 parts_q.append(q)
@@ -314,9 +395,10 @@ class HammingIndex:
         positions = _expand(starts[probing].ravel().astype(np.int64), lengths)
         candidates = self._perm[positions].astype(np.int64)
         owners = np.repeat(probing, per_query[probing])
-        distances = _distances(self._words, candidates, query_words, owners)
-        hit = distances <= max_distance
-        return owners[hit], candidates[hit], distances[hit].astype(np.int32), to_scan
+        keep, distances = _verify_positions(
+            self._words, candidates, query_words, owners, max_distance
+        )
+        return owners[keep], candidates[keep], distances, to_scan
 
     def _scan_pending(
         self, query_words: Words, max_distance: int
@@ -346,7 +428,7 @@ class HammingIndex:
         """Index these codes from scratch (the first build, or when no tables exist yet)."""
         first_index, inverse = _distinct(code_bytes)
         unique_bytes = code_bytes[first_index]
-        self._words = _to_words(unique_bytes)
+        self._words = _on_huge_pages(unique_bytes.view(np.uint64).T)
         self._first_id = ids[first_index]
         self._more_ids = {}
         self._has_more = np.zeros(len(unique_bytes), dtype=bool)
@@ -361,8 +443,8 @@ class HammingIndex:
         self._layout = _Layout.for_codes(unique_bytes, _choose_substrings(len(unique_bytes)))
         keys = self._layout.keys(unique_bytes)
         total = int(self._layout.table_base[-1] + (1 << self._layout.widths[-1]) + 1)
-        self._offsets = np.zeros(total, dtype=np.uint32)
-        perms = []
+        self._offsets = _huge_empty(total, np.uint32)  # every entry is written below
+        self._perm = _huge_empty(self._layout.substrings * len(unique_bytes), np.uint32)
         placed = 0
         for j, width in enumerate(self._layout.widths.tolist()):
             order = _argsort_keys(keys[:, j], width)
@@ -370,9 +452,8 @@ class HammingIndex:
             base = int(self._layout.table_base[j])
             self._offsets[base + 1 : base + (1 << width) + 1] = np.cumsum(counts) + placed
             self._offsets[base] = placed
-            perms.append(order.astype(np.uint32))
+            self._perm[placed : placed + len(order)] = order
             placed += len(order)
-        self._perm = np.concatenate(perms)
 
     def _merge_pending(self) -> None:
         """Move pending codes into the tables by insertion, keeping one entry per distinct code."""
@@ -395,7 +476,7 @@ class HammingIndex:
         first_index, inverse = _distinct(code_bytes)
         fresh = code_bytes[first_index]
         first_new = len(self._first_id)
-        self._words = np.concatenate([self._words, _to_words(fresh)], axis=1)
+        self._words = _on_huge_pages(np.concatenate([self._words, _to_words(fresh)], axis=1))
         self._first_id = np.concatenate([self._first_id, ids[first_index]])
         self._has_more = np.concatenate([self._has_more, np.zeros(len(fresh), dtype=bool)])
         for row in np.setdiff1d(np.arange(len(ids)), first_index):
@@ -411,7 +492,9 @@ class HammingIndex:
             slots = base + keys[order, j].astype(np.int64) + 1
             positions.append(self._offsets[slots].astype(np.int64))
             values.append(new_u[order])
-        self._perm = np.insert(self._perm, np.concatenate(positions), np.concatenate(values))
+        self._perm = _on_huge_pages(
+            np.insert(self._perm, np.concatenate(positions), np.concatenate(values))
+        )
         for j, width in enumerate(self._layout.widths.tolist()):
             base = int(self._layout.table_base[j])
             table = self._offsets[base : base + (1 << width) + 1]
@@ -435,6 +518,30 @@ class HammingIndex:
 
 
 # --- kernels ---------------------------------------------------------------------------------
+
+
+def _huge_empty(shape: int | tuple[int, ...], dtype: npt.DTypeLike) -> npt.NDArray[Any]:
+    """An uninitialised array on transparent huge pages where the system offers them.
+
+    Queries read the tables and codes at random: with 4 KiB pages nearly every read of a large
+    index also misses the TLB. Asking for 2 MiB pages before the memory is first touched (Linux
+    hands them out only to mappings that ask, under the common "madvise" setting) makes those
+    reads cheaper. Elsewhere this is plain np.empty.
+    """
+    array_shape = (shape,) if isinstance(shape, int) else shape
+    nbytes = int(np.prod(array_shape)) * np.dtype(dtype).itemsize
+    advice = getattr(mmap, "MADV_HUGEPAGE", None)
+    if nbytes < (8 << 20) or advice is None:
+        return np.empty(array_shape, dtype=dtype)
+    buffer = mmap.mmap(-1, nbytes)
+    buffer.madvise(advice)
+    return np.frombuffer(buffer, dtype=dtype, count=int(np.prod(array_shape))).reshape(array_shape)
+
+
+def _on_huge_pages(array: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    out = _huge_empty(array.shape, array.dtype)
+    out[...] = array
+    return out
 
 
 def _as_bytes(codes: npt.ArrayLike) -> npt.NDArray[np.uint8]:
@@ -463,14 +570,40 @@ def _popcount_sum(columns: list[npt.NDArray[np.uint64]]) -> npt.NDArray[np.uint1
     return total
 
 
-def _distances(
-    words: Words, rows: IdArray, query_words: Words, owners: IdArray
-) -> npt.NDArray[np.uint16]:
-    if query_words.shape[1] == 1:  # one query: XOR with its words, no gather by owner
-        return _popcount_sum([np.take(words[w], rows) ^ query_words[w, 0] for w in range(_WORDS)])
-    return _popcount_sum(
-        [np.take(words[w], rows) ^ np.take(query_words[w], owners) for w in range(_WORDS)]
-    )
+def _verify_positions(
+    words: Words, rows: IdArray, query_words: Words, owners: IdArray, max_distance: int
+) -> tuple[IdArray, DistanceArray]:
+    """Which candidates (positions into `rows`) are within max_distance of their query.
+
+    Two of the four words first: a candidate that is not a match almost always differs in more
+    than max_distance of those 128 bits already (64 on average), so only the few that remain
+    read their other two words. Reading codes at random is the cost of a search; this halves it.
+    """
+    single = query_words.shape[1] == 1
+
+    def part(w: int, at: IdArray | None) -> npt.NDArray[np.uint64]:
+        """Word w of each candidate (of those at `at`, or all) XOR its query's word w."""
+        chosen_rows = rows if at is None else rows[at]
+        if single:
+            query: np.uint64 | npt.NDArray[np.uint64] = query_words[w, 0]
+        else:
+            query = np.take(query_words[w], owners if at is None else owners[at])
+        result: npt.NDArray[np.uint64] = np.take(words[w], chosen_rows) ^ query
+        return result
+
+    first_half = _popcount_sum([part(0, None), part(1, None)])
+    keep = np.flatnonzero(first_half <= max_distance)
+    total = first_half[keep] + _popcount_sum([part(2, keep), part(3, keep)])
+    close = total <= max_distance
+    return keep[close], total[close].astype(np.int32)
+
+
+def _verify(
+    words: Words, rows: IdArray, query_words: Words, owners: IdArray, max_distance: int
+) -> tuple[IdArray, DistanceArray]:
+    """The candidate rows within max_distance of their query, and their distances."""
+    keep, distances = _verify_positions(words, rows, query_words, owners, max_distance)
+    return rows[keep], distances
 
 
 def _scan(

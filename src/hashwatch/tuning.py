@@ -1,0 +1,46 @@
+"""Process settings for hashwatch's own long-running and batch processes.
+
+glibc returns every allocation above its mmap threshold (128 KiB, raised only as large blocks are
+freed) straight to the kernel, so each large NumPy temporary, decoded image or candidate array is
+fresh memory that must be page-faulted in again. Keeping such blocks in the heap made batched
+index searches about 25% faster and a decode+PDQ worker pool about 1.5x faster here
+(docs/benchmarks.md). The CLI, its worker processes and the service call `tune_allocator()` at
+start; the library never does so on import, since it changes the whole process.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import sys
+
+__all__ = ["tune_allocator"]
+
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_KEEP_BELOW = 256 * 1024 * 1024
+
+_tuned = False
+
+
+def tune_allocator() -> bool:
+    """Keep blocks below 256 MiB in the heap and do not trim it eagerly. Linux/glibc only.
+
+    Returns whether the settings were applied; elsewhere it does nothing.
+    """
+    global _tuned
+    if _tuned:
+        return True
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    _tuned = bool(mallopt(_M_MMAP_THRESHOLD, _KEEP_BELOW)) and bool(
+        mallopt(_M_TRIM_THRESHOLD, _KEEP_BELOW)
+    )
+    return _tuned
