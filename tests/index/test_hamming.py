@@ -248,3 +248,18 @@ def test_the_allocator_is_tuned_on_linux() -> None:
     from hashwatch.tuning import tune_allocator
 
     assert tune_allocator() is sys.platform.startswith("linux")
+
+
+@pytest.mark.parametrize("substrings", [11, 12, 13])
+def test_the_wide_substrings_of_large_lists_are_exact_on_clustered_data(substrings: int) -> None:
+    """The layouts chosen for lists of millions, tried on a small clustered list."""
+    rng = np.random.default_rng(substrings)
+    codes = clustered(rng, centres=60, per_centre=40)
+    index = HammingIndex(codes, substrings=substrings)
+    assert index._layout is not None and index._layout.substrings == substrings
+    live = np.ones(len(codes), dtype=bool)
+    near = [flip(codes[i], int(rng.integers(0, 32)), rng) for i in rng.choice(len(codes), 80)]
+    queries = np.array(near + list(rng.integers(0, 256, size=(20, 32), dtype=np.uint8)))
+    assert check_against_brute_force(index, codes, live, queries, 31) > 0  # batched
+    for query in queries[:10]:  # and one at a time
+        assert as_dict(index.search(query, 31)[0]) == brute_force(codes, query, 31, live)

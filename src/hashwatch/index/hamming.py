@@ -4,13 +4,14 @@ Every stored code within `max_distance` bits of a query is returned (recall 1.0)
 those of a brute-force scan, found without scanning.
 
 How (Norouzi, Punjani and Fleet, "Fast Search in Hamming Space with Multi-Index Hashing"):
-the 256 bits are dealt into m disjoint substrings. If two codes differ in at most d bits, then by
-pigeonhole at least one substring differs in at most floor(d / m) bits. For each substring a
-table lists the codes sorted by that substring's value, with the start of every possible value
-held in a directly addressed offsets array. A query probes, in every table, each value within
-floor(d / m) bits of its own substring; the codes found there are the candidates, and each
-candidate's true distance is checked. All tables and probes of a batch of queries are handled by
-one vectorised gather, so Python does a fixed amount of work per batch, not per probe.
+the 256 bits are split into m disjoint substrings. For each substring a table lists the codes
+sorted by that substring's value, with the start of every possible value held in a directly
+addressed offsets array. By pigeonhole, if two codes differ in at most d bits, then for any radii
+r_j with sum(r_j + 1) > d, some substring j differs in at most r_j bits; the radii are chosen to
+need the fewest probes (see _radii). A query probes, in each table, every value within r_j bits
+of its own substring; the codes found there are the candidates, and each candidate's true
+distance is checked, two of its four words first. All tables and probes of a batch of queries
+are handled by one vectorised gather, so Python does a fixed amount of work per batch.
 
 Keeping it fast on real lists, which are clustered rather than random:
 - identical codes are stored once (duplicates map to the same code);
@@ -23,8 +24,9 @@ Adds go to a small pending set that every search scans; once it grows past a sha
 it is merged into the tables by insertion (no re-sort). Removals hide ids at once; their codes
 stay in the tables, filtered out of results.
 
-The number and width of substrings follow the size of the index: 16 substrings of 16 bits
-around a million codes, 11 of 23-24 bits around ten million, trading probes against candidates.
+The number and width of substrings follow the size of the index, trading probes against
+candidates: 16 substrings of 16 bits for small indexes, 12 of 21-22 bits around a million codes,
+11 of 23-24 bits around ten million. Large arrays live on transparent huge pages where offered.
 """
 
 from __future__ import annotations
@@ -143,7 +145,9 @@ class _Layout:
                     masks.append(sum(1 << b for b in flipped))
         table = np.array(tables, dtype=np.int64)
         return _Probes(
-            table=table, mask=np.array(masks, dtype=np.uint32), base=self.table_base[table]
+            table=table,
+            mask=np.array(masks, dtype=np.uint32),
+            base=self.table_base[table],
         )
 
 
@@ -201,14 +205,22 @@ class HammingIndex:
     search without a rebuild.
     """
 
-    def __init__(self, codes: npt.ArrayLike | None = None) -> None:
+    def __init__(
+        self, codes: npt.ArrayLike | None = None, *, substrings: int | None = None
+    ) -> None:
+        """Index `codes`. `substrings` fixes the number of tables (11 to 16) instead of choosing it
+        from the size of the data: for tests and tuning."""
+        if substrings is not None and not 11 <= substrings <= 16:
+            raise ValueError(f"substrings must be between 11 and 16, got {substrings}")
+        self._substrings = substrings
         self._size = 0  # ids handed out
         self._live = np.zeros(0, dtype=bool)
         # The indexed set: unique codes (column-major words), and the id(s) of each.
         self._words: Words = np.zeros((_WORDS, 0), dtype=np.uint64)
         self._first_id = np.zeros(0, dtype=np.int64)
-        self._more_ids: dict[int, list[int]] = {}  # further ids of a code, for duplicates
-        self._has_more = np.zeros(0, dtype=bool)  # per code: does _more_ids hold it?
+        # Further ids of codes stored more than once, as (code, id) pairs sorted by code.
+        self._dup_code = np.zeros(0, dtype=np.int64)
+        self._dup_id = np.zeros(0, dtype=np.int64)
         self._layout: _Layout | None = None
         self._offsets = np.zeros(0, dtype=np.uint32)
         self._perm = np.zeros(0, dtype=np.uint32)
@@ -290,13 +302,10 @@ class HammingIndex:
         words = code.view(np.uint64)
         codes, distances = self._one_query_codes(code, words, max_distance)
         ids = self._first_id[codes]
-        if self._more_ids and len(codes):
-            more = np.flatnonzero(self._has_more[codes])
-            if len(more):
-                extra = [self._more_ids[int(c)] for c in codes[more]]
-                ids = np.concatenate([ids, np.array([i for e in extra for i in e], dtype=np.int64)])
-                repeats = [len(e) for e in extra]
-                distances = np.concatenate([distances, np.repeat(distances[more], repeats)])
+        if len(self._dup_code) and len(codes):
+            at, counts = self._duplicates_of(codes)
+            ids = np.concatenate([ids, self._dup_id[at]])
+            distances = np.concatenate([distances, np.repeat(distances, counts)])
         if len(self._pending_ids):
             rows, pending_distances = _scan(self._pending_words, words, max_distance)
             ids = np.concatenate([ids, self._pending_ids[rows]])
@@ -358,16 +367,11 @@ class HammingIndex:
             _, first = np.unique(q_all * max(unique, 1) + u_all, return_index=True)
             q_all, u_all, d_all = q_all[first], u_all[first], d_all[first]
         ids = self._first_id[u_all]
-        if self._more_ids and len(u_all):
-            extra_q, extra_ids, extra_d = [], [], []
-            for position in np.flatnonzero(self._has_more[u_all]):
-                more = self._more_ids[int(u_all[position])]
-                extra_q += [q_all[position]] * len(more)
-                extra_ids += more
-                extra_d += [d_all[position]] * len(more)
-            q_all = np.concatenate([q_all, np.array(extra_q, dtype=np.int64)])
-            ids = np.concatenate([ids, np.array(extra_ids, dtype=np.int64)])
-            d_all = np.concatenate([d_all, np.array(extra_d, dtype=np.int32)])
+        if len(self._dup_code) and len(u_all):
+            at, counts = self._duplicates_of(u_all)
+            ids = np.concatenate([ids, self._dup_id[at]])
+            q_all = np.concatenate([q_all, np.repeat(q_all, counts)])
+            d_all = np.concatenate([d_all, np.repeat(d_all, counts)])
         pending_q, pending_ids, pending_d = self._scan_pending(query_words, max_distance)
         q_all = np.concatenate([q_all, pending_q])
         ids = np.concatenate([ids, pending_ids])
@@ -430,17 +434,16 @@ class HammingIndex:
         unique_bytes = code_bytes[first_index]
         self._words = _on_huge_pages(unique_bytes.view(np.uint64).T)
         self._first_id = ids[first_index]
-        self._more_ids = {}
-        self._has_more = np.zeros(len(unique_bytes), dtype=bool)
-        if len(unique_bytes) < len(code_bytes):
-            duplicate = np.ones(len(code_bytes), dtype=bool)
-            duplicate[first_index] = False
-            for row in np.flatnonzero(duplicate):
-                self._note_duplicate(int(inverse[row]), int(ids[row]))
+        self._dup_code = np.zeros(0, dtype=np.int64)
+        self._dup_id = np.zeros(0, dtype=np.int64)
+        duplicate = np.ones(len(code_bytes), dtype=bool)
+        duplicate[first_index] = False
+        self._note_duplicates(inverse[duplicate], ids[duplicate])
         if not len(unique_bytes):
             self._layout = None
             return
-        self._layout = _Layout.for_codes(unique_bytes, _choose_substrings(len(unique_bytes)))
+        substrings = self._substrings or _choose_substrings(len(unique_bytes))
+        self._layout = _Layout.for_codes(unique_bytes, substrings)
         keys = self._layout.keys(unique_bytes)
         total = int(self._layout.table_base[-1] + (1 << self._layout.widths[-1]) + 1)
         self._offsets = _huge_empty(total, np.uint32)  # every entry is written below
@@ -466,10 +469,9 @@ class HammingIndex:
             return
         # Codes already indexed become further ids of the existing code.
         known_q, known_u, _ = self._probe_exact(code_bytes)
+        self._note_duplicates(known_u, ids[known_q])
         new = np.ones(len(ids), dtype=bool)
-        for q, u in zip(known_q.tolist(), known_u.tolist(), strict=True):
-            self._note_duplicate(u, int(ids[q]))
-            new[q] = False
+        new[known_q] = False
         code_bytes, ids = code_bytes[new], ids[new]
         if not len(ids):
             return
@@ -478,9 +480,9 @@ class HammingIndex:
         first_new = len(self._first_id)
         self._words = _on_huge_pages(np.concatenate([self._words, _to_words(fresh)], axis=1))
         self._first_id = np.concatenate([self._first_id, ids[first_index]])
-        self._has_more = np.concatenate([self._has_more, np.zeros(len(fresh), dtype=bool)])
-        for row in np.setdiff1d(np.arange(len(ids)), first_index):
-            self._note_duplicate(first_new + int(inverse[row]), int(ids[row]))
+        repeated = np.ones(len(ids), dtype=bool)
+        repeated[first_index] = False
+        self._note_duplicates(first_new + inverse[repeated], ids[repeated])
         new_u = np.arange(first_new, first_new + len(fresh), dtype=np.uint32)
         keys = self._layout.keys(fresh)
         positions, values = [], []
@@ -501,9 +503,20 @@ class HammingIndex:
             table[1:] += np.cumsum(np.bincount(keys[:, j], minlength=1 << width)).astype(np.uint32)
             table += np.uint32(j * len(fresh))  # insertions into the tables before this one
 
-    def _note_duplicate(self, code: int, id_: int) -> None:
-        self._more_ids.setdefault(code, []).append(id_)
-        self._has_more[code] = True
+    def _note_duplicates(self, codes: IdArray, ids: IdArray) -> None:
+        """Record further ids of stored codes."""
+        if not len(codes):
+            return
+        code = np.concatenate([self._dup_code, codes.astype(np.int64)])
+        id_ = np.concatenate([self._dup_id, ids.astype(np.int64)])
+        order = np.argsort(code, kind="stable")
+        self._dup_code, self._dup_id = code[order], id_[order]
+
+    def _duplicates_of(self, codes: IdArray) -> tuple[IdArray, IdArray]:
+        """Positions in _dup_id of the further ids of these codes, and how many each code has."""
+        low = np.searchsorted(self._dup_code, codes, side="left")
+        counts = np.searchsorted(self._dup_code, codes, side="right") - low
+        return _expand(low, counts), counts
 
     def _probe_exact(
         self, code_bytes: npt.NDArray[np.uint8]
