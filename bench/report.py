@@ -38,7 +38,9 @@ def machine() -> str:
 
 
 def command() -> str:
-    return "python " + " ".join([os.path.relpath(sys.argv[0]), *sys.argv[1:]])
+    """The command as run from the repository root, wherever it was started."""
+    script = os.path.relpath(os.path.abspath(sys.argv[0]), BENCHMARKS.parent.parent)
+    return "python " + " ".join([script, *sys.argv[1:]])
 
 
 def write_section(name: str, title: str, body: str) -> None:

@@ -84,22 +84,24 @@ class _PixelIndex:
         self.index = HammingIndex()
         self._position_array = np.empty(0, dtype=np.int64)
         self._threshold_array = np.empty(0, dtype=np.int32)
+        self._widest = 0
 
     def freeze(self) -> None:
+        """Build the index once every entry is known."""
         if self.codes:
             codes = np.frombuffer(b"".join(self.codes), dtype=np.uint8).reshape(len(self.codes), -1)
-            self.index.add(codes)
+            self.index = HammingIndex(codes)
         self._position_array = np.asarray(self.positions, dtype=np.int64)
         self._threshold_array = np.asarray(self.thresholds, dtype=np.int32)
+        self._widest = int(self._threshold_array.max()) if len(self._threshold_array) else 0
         self.codes = []
 
     def search(self, code: bytes) -> list[tuple[int, int]]:
         """(entry position, distance) for every entry within its own list's threshold."""
         if not len(self._threshold_array):
             return []
-        widest = int(self._threshold_array.max())
         query = np.frombuffer(code, dtype=np.uint8).reshape(1, -1)
-        ids, distances = self.index.search(query, max_distance=widest)[0]
+        ids, distances = self.index.search(query, max_distance=self._widest)[0]
         keep = distances <= self._threshold_array[ids]
         return list(
             zip(self._position_array[ids[keep]].tolist(), distances[keep].tolist(), strict=True)

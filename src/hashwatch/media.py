@@ -59,7 +59,7 @@ class MediaLimits:
     max_pixels: int = 100_000_000
     #: Decode large images at reduced scale, keeping the shorter side at least this many pixels;
     #: None decodes at full resolution.
-    min_side: int | None = 512
+    min_side: int | None = 768
 
     @classmethod
     def from_env(cls) -> MediaLimits:
