@@ -14,16 +14,18 @@ labels and source.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from sqlalchemy import String, select, type_coerce
 from sqlalchemy.orm import Session
 
 from hashwatch.hashing import MediaHashes
 from hashwatch.index import ExactIndex, HammingIndex
-from hashwatch.lists import iter_active_entries, thresholds_for
+from hashwatch.lists import thresholds_for
 from hashwatch.signals import PixelSignalType, SignalType, get_signal_type
 from hashwatch.signals.pdq import MIN_QUALITY
 from hashwatch.store.models import HashList, ListEntry
@@ -64,21 +66,11 @@ class MatchReport:
     skipped: list[str] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class _Listed:
-    list_name: str
-    list_id: int
-    entry_id: int
-    category: str | None
-    labels: tuple[str, ...]
-    source: str
-
-
 class _PixelIndex:
     """One perceptual signal type: codes, and per code its entry and its list's threshold."""
 
     def __init__(self) -> None:
-        self.codes: list[bytes] = []
+        self.hex_values: list[str] = []
         self.positions: list[int] = []
         self.thresholds: list[int] = []
         self.index = HammingIndex()
@@ -88,13 +80,14 @@ class _PixelIndex:
 
     def freeze(self) -> None:
         """Build the index once every entry is known."""
-        if self.codes:
-            codes = np.frombuffer(b"".join(self.codes), dtype=np.uint8).reshape(len(self.codes), -1)
-            self.index = HammingIndex(codes)
+        if self.hex_values:
+            # One conversion for every value: a million bytes.fromhex calls cost seconds.
+            packed = bytes.fromhex("".join(self.hex_values))
+            self.index = HammingIndex(np.frombuffer(packed, dtype=np.uint8).reshape(-1, 32))
         self._position_array = np.asarray(self.positions, dtype=np.int64)
         self._threshold_array = np.asarray(self.thresholds, dtype=np.int32)
         self._widest = int(self._threshold_array.max()) if len(self._threshold_array) else 0
-        self.codes = []
+        self.hex_values = []
 
     def search(self, code: bytes) -> list[tuple[int, int]]:
         """(entry position, distance) for every entry within its own list's threshold."""
@@ -109,51 +102,88 @@ class _PixelIndex:
 
 
 class Matcher:
-    """Indexes of the active entries of some lists; build with `from_store`."""
+    """Indexes of the active entries of some lists; build with `from_store`.
+
+    Entries are held column-wise (one list per field, indexed by position), not as an object
+    each: a list of millions loads in seconds, not minutes.
+    """
 
     def __init__(self) -> None:
-        self._listed: list[_Listed] = []
-        self._values: list[str] = []
+        self._lists: list[tuple[int, str]] = []  # (id, name) of each list, by list position
+        self._list_of: list[int] = []  # per entry: its list's position
+        self._entry_ids: list[int] = []
         self._types: list[str] = []
+        self._values: list[str] = []
+        self._categories: list[str | None] = []
+        self._labels: list[tuple[str, ...]] = []
+        self._sources: list[str] = []
         self._exact: dict[str, ExactIndex] = {}
         self._pixel: dict[str, _PixelIndex] = {}
 
     def __len__(self) -> int:
-        return len(self._listed)
+        return len(self._entry_ids)
 
     @classmethod
     def from_store(cls, session: Session, hash_lists: Sequence[HashList]) -> Matcher:
         matcher = cls()
-        by_id = {hash_list.id: hash_list for hash_list in hash_lists}
-        thresholds = {hash_list.id: thresholds_for(hash_list) for hash_list in hash_lists}
-        for entry in iter_active_entries(session, hash_lists):
-            matcher._add(by_id[entry.list_id], thresholds[entry.list_id], entry)
+        position_of = {hash_list.id: i for i, hash_list in enumerate(hash_lists)}
+        matcher._lists = [(hash_list.id, hash_list.name) for hash_list in hash_lists]
+        thresholds = [thresholds_for(hash_list) for hash_list in hash_lists]
+        kinds: dict[str, type[SignalType]] = {}
+        label_sets: dict[str, tuple[str, ...]] = {}
+        # Labels as stored text, decoded once per distinct set (lists share a few sets); drivers
+        # that decode JSON themselves (psycopg) hand back lists instead.
+        raw_labels = type_coerce(ListEntry.labels, String)
+        for entry_id, list_id, signal_type, value, category, labels, source in session.execute(
+            select(
+                ListEntry.id,
+                ListEntry.list_id,
+                ListEntry.signal_type,
+                ListEntry.value,
+                ListEntry.category,
+                raw_labels,
+                ListEntry.source,
+            )
+            .where(
+                ListEntry.list_id.in_(list(position_of)),
+                ListEntry.revoked_seq.is_(None),
+            )
+            .order_by(ListEntry.id)
+            .execution_options(yield_per=100_000)
+        ):
+            position = len(matcher._entry_ids)
+            list_position = position_of[list_id]
+            matcher._list_of.append(list_position)
+            matcher._entry_ids.append(entry_id)
+            matcher._types.append(signal_type)
+            matcher._values.append(value)
+            matcher._categories.append(category)
+            if isinstance(labels, str):
+                decoded = label_sets.get(labels)
+                if decoded is None:
+                    decoded = label_sets[labels] = tuple(json.loads(labels))
+                matcher._labels.append(decoded)
+            else:
+                matcher._labels.append(tuple(labels))
+            matcher._sources.append(source)
+            kind = kinds.get(signal_type) or kinds.setdefault(
+                signal_type, get_signal_type(signal_type)
+            )
+            if issubclass(kind, PixelSignalType):
+                pixel = matcher._pixel.get(kind.name)
+                if pixel is None:
+                    pixel = matcher._pixel[kind.name] = _PixelIndex()
+                pixel.hex_values.append(value)
+                pixel.positions.append(position)
+                pixel.thresholds.append(thresholds[list_position][kind.name])
+            else:
+                exact = matcher._exact.get(kind.name)
+                if exact is None:
+                    exact = matcher._exact[kind.name] = ExactIndex()
+                exact.add(value, position)
         for pixel in matcher._pixel.values():
             pixel.freeze()
         return matcher
-
-    def _add(self, hash_list: HashList, thresholds: dict[str, int], entry: ListEntry) -> None:
-        position = len(self._listed)
-        self._listed.append(
-            _Listed(
-                list_name=hash_list.name,
-                list_id=hash_list.id,
-                entry_id=entry.id,
-                category=entry.category,
-                labels=tuple(entry.labels),
-                source=entry.source,
-            )
-        )
-        self._values.append(entry.value)
-        self._types.append(entry.signal_type)
-        kind = get_signal_type(entry.signal_type)
-        if issubclass(kind, PixelSignalType):
-            pixel = self._pixel.setdefault(kind.name, _PixelIndex())
-            pixel.codes.append(kind.to_bytes(entry.value))
-            pixel.positions.append(position)
-            pixel.thresholds.append(thresholds[kind.name])
-        else:
-            self._exact.setdefault(kind.name, ExactIndex()).add(entry.value, position)
 
     def match_value(
         self,
@@ -191,17 +221,17 @@ class Matcher:
         return MatchReport(matches=sorted(matches, key=_rank), skipped=skipped)
 
     def _match(self, position: int, distance: int) -> Match:
-        listed = self._listed[position]
+        list_id, list_name = self._lists[self._list_of[position]]
         return Match(
-            list=listed.list_name,
-            list_id=listed.list_id,
-            entry_id=listed.entry_id,
+            list=list_name,
+            list_id=list_id,
+            entry_id=self._entry_ids[position],
             signal_type=self._types[position],
             value=self._values[position],
             distance=distance,
-            category=listed.category,
-            labels=listed.labels,
-            source=listed.source,
+            category=self._categories[position],
+            labels=self._labels[position],
+            source=self._sources[position],
         )
 
 
