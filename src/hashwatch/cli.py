@@ -31,6 +31,7 @@ from rich.progress import (
 from rich.table import Table
 
 from hashwatch import __version__, audit, listfiles, lists
+from hashwatch.demo import DemoResult, run_demo
 from hashwatch.errors import HashwatchError, ImportRejected, InvalidInput
 from hashwatch.hashing import MediaHashes, hash_files, iter_media_paths
 from hashwatch.matching import Matcher
@@ -412,8 +413,6 @@ def demo_command(
     ] = None,
 ) -> None:
     """Build a sample list from generated benign images and match altered and unrelated images."""
-    from hashwatch.demo import run_demo
-
     with _domain_errors(), _work_folder(workdir) as folder:
         url = db or f"sqlite:///{folder / 'demo.db'}"
         store = open_store(url)
@@ -429,7 +428,7 @@ def demo_command(
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def _render_demo(result: Any, url: str, folder: Path, keep: bool) -> None:
+def _render_demo(result: DemoResult, url: str, folder: Path, keep: bool) -> None:
     out = Console()
     imported = result.imported
     out.print(
