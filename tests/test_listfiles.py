@@ -109,6 +109,8 @@ def test_jsonl_rows_and_their_errors() -> None:
         json.dumps({"signal_type": "md5", "value": MD5, "colour": "red"}),
         json.dumps({"signal_type": "md5"}),
         json.dumps({"signal_type": "md5", "value": 5}),
+        json.dumps({"signal_type": None, "value": MD5}),
+        json.dumps({"signal_type": "md5", "value": None}),
         json.dumps({"signal_type": "md5", "value": MD5, "labels": "p;q", "source": None}),
     ]
     parsed = parse("\n".join(lines) + "\n", "jsonl")
@@ -118,6 +120,8 @@ def test_jsonl_rows_and_their_errors() -> None:
         "line 5: unknown key 'colour': keys are signal_type, value, category, labels, source, note",
         "line 6: signal_type and value are required",
         "line 7: value must be text",
+        "line 8: signal_type and value are required",
+        "line 9: signal_type and value are required",
     ]
     assert parsed.entries == [
         NewEntry("pdq", PDQ, "B", ("x", "y")),

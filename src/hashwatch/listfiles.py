@@ -253,7 +253,7 @@ def _jsonl_rows(text: IO[str]) -> Iterator[Row]:
         if problem:
             yield line, LineError(line, problem)
             continue
-        if "signal_type" not in record or "value" not in record:
+        if record.get("signal_type") is None or record.get("value") is None:
             yield line, LineError(line, "signal_type and value are required")
             continue
         yield line, record

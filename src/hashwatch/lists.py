@@ -188,6 +188,8 @@ def make_entry(
     note: str | None = None,
 ) -> NewEntry:
     """Validate one entry's fields; raise InvalidInput (or a subclass) saying what is wrong."""
+    if not isinstance(signal_type, str):
+        raise InvalidInput(f"signal_type must be text, not {type(signal_type).__name__}")
     kind = get_signal_type(signal_type)
     source_text = (source or "").strip()
     note_text = (note or "").strip()
