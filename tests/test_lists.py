@@ -263,3 +263,15 @@ def test_concurrent_imports_of_the_same_rows_add_each_value_once(
     with store.session() as session:
         hash_list = get_list(session, get_or_create_organisation(session), list_name)
         assert [c.seq for c in changes(session, hash_list, after=1998)] == [1999, 2000]
+
+
+def test_concurrent_first_use_creates_one_organisation(store: Store) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    def first_use(_: int) -> int:
+        with store.session() as session:
+            return get_or_create_organisation(session, "new-hotline").id
+
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        ids = set(pool.map(first_use, range(8)))
+    assert len(ids) == 1
