@@ -21,7 +21,7 @@ from report import write_section
 from sqlalchemy import create_engine, make_url, text
 
 from hashwatch.listfiles import import_file
-from hashwatch.lists import create_list
+from hashwatch.lists import create_list, get_list
 from hashwatch.organisations import get_or_create_organisation
 from hashwatch.store import open_store
 
@@ -52,18 +52,12 @@ def run(url: str, csv_path: Path, rows: int) -> tuple[float, float]:
     for _ in range(2):  # first import, then the same file again
         started = time.perf_counter()
         with store.session() as session, csv_path.open("rb") as handle:
-            hash_list = create_or_get(session)
+            hash_list = get_list(session, get_or_create_organisation(session), "bench")
             result = import_file(session, hash_list, handle, "csv", "bench")
         timings.append(time.perf_counter() - started)
         print(f"  {url.split(':')[0]}: {result.to_json()} in {timings[-1]:.1f} s")
     store.close()
     return timings[0], timings[1]
-
-
-def create_or_get(session):  # type: ignore[no-untyped-def]
-    from hashwatch.lists import get_list
-
-    return get_list(session, get_or_create_organisation(session), "bench")
 
 
 def main() -> None:

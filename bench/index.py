@@ -164,7 +164,6 @@ def bench_hashwatch(codes: Codes, single: Codes, batch: Codes, truth: list[set[i
         result.batch_qps[threads] = len(batch) / (time.perf_counter() - started)
     found_batch = [set(ids.tolist()) for ids, _ in answers]
     result.recall = min(result.recall, recall(found_batch, truth[len(single) :]))
-    del index
     return result
 
 
@@ -199,7 +198,6 @@ def bench_threatexchange(
         result.batch_qps[threads] = len(batch) / (time.perf_counter() - started)
     found_batch = [{int(hit[0]) for hit in answers[h]} for h in batch_hex]
     result.recall = min(result.recall, recall(found_batch, truth[len(single) :]))
-    del index
     return result
 
 
@@ -226,7 +224,6 @@ def bench_faiss_flat(codes: Codes, single: Codes, batch: Codes, truth: list[set[
         started = time.perf_counter()
         index.range_search(batch, THRESHOLD + 1)
         result.batch_qps[threads] = len(batch) / (time.perf_counter() - started)
-    del index
     return result
 
 

@@ -37,7 +37,7 @@ from hashwatch.hashing import MediaHashes, hash_files, iter_media_paths
 from hashwatch.matching import Matcher
 from hashwatch.media import MediaLimits
 from hashwatch.organisations import DEFAULT_ORGANISATION, get_or_create_organisation
-from hashwatch.signals import get_signal_type
+from hashwatch.signals import parse_typed_value
 from hashwatch.signals.pdq import MIN_QUALITY
 from hashwatch.store import Store, open_store
 from hashwatch.store.database import DEFAULT_URL
@@ -485,11 +485,8 @@ def _limits(max_bytes: int | None, max_pixels: int | None, full_resolution: bool
 
 
 def _parse_hash_option(text: str) -> tuple[str, str]:
-    name, sep, value = text.partition(":")
-    if not sep:
-        raise InvalidInput(f"--hash must look like SIGNAL_TYPE:VALUE, got {text!r}")
-    kind = get_signal_type(name)
-    return kind.name, kind.parse(value)
+    kind, value = parse_typed_value(text)
+    return kind.name, value
 
 
 def _hash_with_progress(

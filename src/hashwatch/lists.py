@@ -34,7 +34,7 @@ from hashwatch.errors import (
     ListExists,
     ListNotFound,
 )
-from hashwatch.signals import all_signal_types, get_signal_type
+from hashwatch.signals import all_signal_types, get_signal_type, parse_typed_value
 from hashwatch.store.models import (
     CATEGORIES,
     ChangeKind,
@@ -603,12 +603,12 @@ def _bulk_insert_entries(
 def _find_entry(
     session: Session, hash_list: HashList, text: str, signal_type: str | None
 ) -> ListEntry:
-    kind_name, sep, raw_value = text.partition(":")
-    if sep and signal_type is None:
-        signal_type, text = kind_name, raw_value
     if signal_type is not None:
         kind = get_signal_type(signal_type)
         candidates = [(kind.name, kind.parse(text))]
+    elif ":" in text:
+        kind, value = parse_typed_value(text)
+        candidates = [(kind.name, value)]
     else:
         candidates = []
         for kind in all_signal_types():

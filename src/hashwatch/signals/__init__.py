@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from importlib.metadata import entry_points
 
-from hashwatch.errors import UnknownSignalType
+from hashwatch.errors import InvalidHash, UnknownSignalType
 from hashwatch.signals.base import (
     BytesSignalType,
     ExactDigestSignalType,
@@ -25,6 +25,7 @@ __all__ = [
     "SignalType",
     "all_signal_types",
     "get_signal_type",
+    "parse_typed_value",
     "register",
 ]
 
@@ -59,6 +60,15 @@ def get_signal_type(name: str) -> type[SignalType]:
     except KeyError:
         known = ", ".join(sorted(_REGISTRY))
         raise UnknownSignalType(f"unknown signal type {name!r}; known types: {known}") from None
+
+
+def parse_typed_value(text: str) -> tuple[type[SignalType], str]:
+    """`TYPE:VALUE` (as in `pdq:f8f8...`) into the signal type and the normalised value."""
+    name, sep, value = text.partition(":")
+    if not sep:
+        raise InvalidHash(f"expected SIGNAL_TYPE:VALUE, got {text.strip()!r}")
+    kind = get_signal_type(name)
+    return kind, kind.parse(value)
 
 
 def all_signal_types() -> list[type[SignalType]]:
