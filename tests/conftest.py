@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +28,9 @@ POSTGRES_URL = os.environ.get(
 )
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    """A scratch PostgreSQL database, migrated once, for the whole session."""
+@contextmanager
+def _scratch_postgres() -> Iterator[str]:
+    """A scratch PostgreSQL database, migrated once, dropped at the end."""
     admin_url = make_url(POSTGRES_URL)
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     try:
@@ -54,19 +55,43 @@ def postgres_url() -> Iterator[str]:
         admin.dispose()
 
 
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    with _scratch_postgres() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def second_postgres_url() -> Iterator[str]:
+    """Another scratch database, for tests of two servers with a store each."""
+    with _scratch_postgres() as url:
+        yield url
+
+
+def _emptied(url: str) -> str:
+    engine = create_engine(url)
+    tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
+    with engine.begin() as connection:
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+    return url
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh, empty, migrated store URL on each backend."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'hashwatch.db'}"
         return
-    url: str = request.getfixturevalue("postgres_url")
-    engine = create_engine(url)
-    tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
-    with engine.begin() as connection:
-        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
-    engine.dispose()
-    yield url
+    yield _emptied(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def second_store_url(store_url: str, request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A second empty store on the same backend as `store_url`."""
+    if store_url.startswith("sqlite"):
+        return f"sqlite:///{tmp_path / 'second.db'}"
+    return _emptied(request.getfixturevalue("second_postgres_url"))
 
 
 @pytest.fixture

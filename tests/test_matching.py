@@ -66,6 +66,7 @@ def test_altered_copies_match_and_explain_themselves(
         assert 0 <= match.pop("distance") <= 31
         assert match == {
             "list": "hotline",
+            "list_id": match["list_id"],
             "entry_id": match["entry_id"],
             "signal_type": "pdq",
             "value": listed["coffee"]["pdq"],

@@ -20,6 +20,7 @@ from typing import IO, Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -30,7 +31,8 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from hashwatch import __version__, audit, listfiles, lists
+from hashwatch import __version__, audit, keys, listfiles, lists, organisations, sharing
+from hashwatch.api.settings import ServiceSettings
 from hashwatch.demo import DemoResult, run_demo
 from hashwatch.errors import HashwatchError, ImportRejected, InvalidInput
 from hashwatch.hashing import MediaHashes, hash_files, iter_media_paths
@@ -54,7 +56,11 @@ app = typer.Typer(
 )
 lists_app = typer.Typer(help="Create, import, export and revoke hash lists.", no_args_is_help=True)
 db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
+orgs_app = typer.Typer(help="Organisations: owners of lists and of API keys.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys for the HTTP service.", no_args_is_help=True)
 app.add_typer(lists_app, name="lists")
+app.add_typer(orgs_app, name="orgs")
+app.add_typer(keys_app, name="keys")
 app.add_typer(db_app, name="db")
 
 err = Console(stderr=True)
@@ -361,6 +367,262 @@ def lists_changes(
             _emit(change.to_json())
 
 
+@lists_app.command("grant")
+def lists_grant(
+    name: str,
+    to: Annotated[str, typer.Option("--to", help="The organisation to share the list with.")],
+    access: Annotated[
+        str, typer.Option(help="match (match against it) or read (also read its entries).")
+    ] = "match",
+    db: Db = None,
+    org: Org = DEFAULT_ORGANISATION,
+) -> None:
+    """Share a list with another organisation (replaces any earlier grant to it)."""
+    with _store_session(db) as session:
+        hash_list = lists.get_list(session, get_or_create_organisation(session, org), name)
+        grantee = organisations.get_organisation(session, to)
+        made = sharing.grant(session, hash_list, grantee, access, _actor())
+        _emit({"list": hash_list.name, "list_id": hash_list.id, "to": to, "access": made.access})
+
+
+@lists_app.command("ungrant")
+def lists_ungrant(
+    name: str,
+    to: Annotated[str, typer.Option("--to", help="The organisation to withdraw the grant from.")],
+    db: Db = None,
+    org: Org = DEFAULT_ORGANISATION,
+) -> None:
+    """Withdraw another organisation's access to a list."""
+    with _store_session(db) as session:
+        hash_list = lists.get_list(session, get_or_create_organisation(session, org), name)
+        sharing.revoke_grant(session, hash_list, organisations.get_organisation(session, to), _actor())
+        _emit({"list": hash_list.name, "list_id": hash_list.id, "to": to, "access": None})
+
+
+# --- the service: organisations, keys, serve ------------------------------------------------
+
+
+@orgs_app.command("create")
+def orgs_create(name: str, db: Db = None) -> None:
+    """Create an organisation."""
+    with _store_session(db) as session:
+        organisation = organisations.create_organisation(session, name, _actor())
+        _emit({"id": organisation.id, "name": organisation.name})
+
+
+@orgs_app.command("list")
+def orgs_list(db: Db = None) -> None:
+    """Print every organisation, one JSON line each."""
+    with _store_session(db) as session:
+        for organisation in organisations.list_organisations(session):
+            _emit({"id": organisation.id, "name": organisation.name})
+
+
+@keys_app.command("create")
+def keys_create(
+    org: Annotated[str, typer.Option("--org", help="The organisation the key acts for.")],
+    scopes: Annotated[
+        str, typer.Option(help=f"Comma-separated, from: {', '.join(keys.SCOPES)}.")
+    ] = "match",
+    name: Annotated[str, typer.Option(help="What the key is for, shown in listings.")] = "",
+    db: Db = None,
+) -> None:
+    """Make an API key and print it once, alone on the first line; only its hash is kept."""
+    with _store_session(db) as session:
+        organisation = organisations.get_organisation(session, org)
+        issued = keys.create_key(session, organisation, scopes.split(","), _actor(), name)
+    typer.echo(issued.secret)
+    err.print(
+        f"key id {issued.key.key_id} for {org} with scopes {','.join(issued.key.scopes)}; "
+        "store the key now, it is not shown again"
+    )
+
+
+@keys_app.command("list")
+def keys_list(
+    org: Annotated[str, typer.Option("--org", help="The organisation whose keys to show.")],
+    db: Db = None,
+) -> None:
+    """Print an organisation's keys (never the secrets), one JSON line each."""
+    with _store_session(db) as session:
+        organisation = organisations.get_organisation(session, org)
+        for key in keys.list_keys(session, organisation):
+            _emit(
+                {
+                    "key_id": key.key_id,
+                    "name": key.name,
+                    "scopes": key.scopes,
+                    "created_at": key.created_at.isoformat(),
+                    "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None,
+                }
+            )
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id, as `keys list` shows it.")],
+    db: Db = None,
+) -> None:
+    """Revoke a key: requests with it get 401 (within a second on every worker)."""
+    with _store_session(db) as session:
+        key = keys.revoke_key(session, key_id, _actor())
+        _emit({"key_id": key.key_id, "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None})
+
+
+@app.command("serve")
+def serve_command(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    workers: Annotated[
+        int, typer.Option("--workers", "-w", min=1, help="Worker processes, each with its indexes.")
+    ] = 1,
+    max_staleness: Annotated[
+        float,
+        typer.Option(min=0.1, help="Seconds within which every change is matched everywhere."),
+    ] = ServiceSettings.max_staleness,
+    rate_limit: Annotated[
+        float, typer.Option(min=0, help="Requests per second per key and worker; 0: no limit.")
+    ] = ServiceSettings.rate_limit,
+    max_batch: Annotated[
+        int, typer.Option(min=1, help="Most hashes in one match request.")
+    ] = ServiceSettings.max_batch,
+    request_timeout: Annotated[
+        float, typer.Option(min=0, help="Seconds before an unanswered request gets 503.")
+    ] = ServiceSettings.request_timeout,
+    log_unmatched: Annotated[
+        bool,
+        typer.Option(help="Also log hashes of content that matched nothing (off: only matches)."),
+    ] = False,
+    max_bytes: MaxBytes = None,
+    max_pixels: MaxPixels = None,
+    db: Db = None,
+) -> None:
+    """Run the HTTP API (docs at /docs, schema at /openapi.json)."""
+    limits = _limits(max_bytes, max_pixels, full_resolution=False)
+    with _domain_errors():
+        open_store(db).close()  # migrate once, before workers start
+    settings = ServiceSettings(
+        db_url=db,
+        max_staleness=max_staleness,
+        rate_limit=rate_limit,
+        max_batch=max_batch,
+        request_timeout=request_timeout,
+        log_unmatched=log_unmatched,
+        max_upload_bytes=limits.max_bytes,
+        max_pixels=limits.max_pixels,
+    )
+    from hashwatch.api.app import serve  # FastAPI loads only for this command
+
+    serve(settings, host, port, workers)
+
+
+# --- sync ------------------------------------------------------------------------------------
+
+
+@app.command("sync")
+def sync_command(
+    server: Annotated[
+        str,
+        typer.Option("--server", help="The server holding the list, e.g. https://hashes.example"),
+    ],
+    list_id: Annotated[int, typer.Option("--list", min=1, help="The list's id on that server.")],
+    key: Annotated[
+        str,
+        typer.Option(
+            "--key",
+            envvar="HASHWATCH_KEY",
+            help="API key with scope lists:read. Prefer setting HASHWATCH_KEY: `ps` shows options.",
+            show_default=False,
+        ),
+    ],
+    name: Annotated[
+        str | None,
+        typer.Option(
+            "--as", help="Name for the local copy when it is made (default: its name there)."
+        ),
+    ] = None,
+    every: Annotated[
+        str | None,
+        typer.Option(
+            "--every",
+            help="Sync again at this interval (30s, 10m, 1h), one line per run, until Ctrl-C.",
+        ),
+    ] = None,
+    page_size: Annotated[
+        int,
+        typer.Option(min=1, max=10_000, help="Changes per request, each page one transaction."),
+    ] = 10_000,
+    db: Db = None,
+    org: Org = DEFAULT_ORGANISATION,
+) -> None:
+    """Keep a local copy of another server's list up to date from its change feed.
+
+    The copy takes the list's description, thresholds, entries and revocations, and changes only
+    through sync. A run cut short keeps every page it applied; the next one goes on from there.
+    """
+    import time
+
+    from sqlalchemy.exc import OperationalError
+
+    from hashwatch.sync import SyncProgress, parse_duration, sync_list  # loads the HTTP client
+
+    interval = None
+    if every is not None:
+        try:
+            interval = parse_duration(every)
+        except InvalidInput as exc:
+            raise typer.BadParameter(str(exc), param_hint="'--every'") from None
+
+    def run_once(store: Store) -> dict[str, Any]:
+        with _progress() as progress:
+            task = progress.add_task(f"syncing list {list_id}", total=None)
+
+            def on_page(done: SyncProgress) -> None:
+                progress.update(
+                    task,
+                    description=f"syncing {done.list_name}",
+                    completed=done.cursor,
+                    total=done.last_seq,
+                )
+
+            result = sync_list(
+                store,
+                server,
+                key,
+                list_id,
+                organisation=org,
+                name=name,
+                page_size=page_size,
+                on_page=on_page,
+            )
+        return result.to_json()
+
+    with _domain_errors():
+        store = open_store(db)
+    try:
+        if interval is None:
+            with _domain_errors():
+                _emit(run_once(store))
+            return
+        while True:
+            started = time.monotonic()
+            at = datetime.now(UTC).isoformat(timespec="seconds")
+            try:
+                _emit({"at": at, **run_once(store)})
+            except (HashwatchError, OperationalError) as exc:
+                # Reported and tried again at the next interval: the origin or the database
+                # may be back by then, and the copy keeps every page already applied.
+                message = escape(str(exc))  # the origin's words, not markup
+                err.print(f"[red]error:[/] {at} {message}", highlight=False, soft_wrap=True)
+            time.sleep(max(0.0, started + interval - time.monotonic()))
+    except KeyboardInterrupt:
+        if interval is None:
+            raise
+        err.print("sync stopped")
+    finally:
+        store.close()
+
+
 # --- audit, database, demo -------------------------------------------------------------------
 
 
@@ -505,7 +767,8 @@ def _domain_errors() -> Iterator[None]:
     try:
         yield
     except HashwatchError as exc:
-        err.print(f"[red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+        # Messages may quote input (a server's answer, a file's row): never read it as markup.
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
 
 

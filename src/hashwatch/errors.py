@@ -16,9 +16,11 @@ the input: it says what was wrong and, where it helps, what was expected.
      │    ├── UnsupportedMedia     not an image in one of the accepted formats
      │    └── CorruptMedia         truncated or damaged image data
      ├── ImportRejected           a list import had bad rows; nothing was written
+     ├── SyncError                another server refused or failed a sync of its list
      ├── NotFound
      │    ├── ListNotFound
      │    └── EntryNotFound
+     ├── Forbidden                the caller may see the thing but not do this to it
      └── Conflict
           ├── ListExists
           └── AmbiguousValue       a bare value that names entries of several signal types
@@ -35,6 +37,7 @@ __all__ = [
     "CorruptMedia",
     "EmptyMedia",
     "EntryNotFound",
+    "Forbidden",
     "HashwatchError",
     "ImportRejected",
     "InvalidCategory",
@@ -46,6 +49,7 @@ __all__ = [
     "MediaError",
     "MediaTooLarge",
     "NotFound",
+    "SyncError",
     "TooManyPixels",
     "UnknownSignalType",
     "UnsupportedMedia",
@@ -119,6 +123,12 @@ class ImportRejected(HashwatchError):
         )
 
 
+class SyncError(HashwatchError):
+    """The origin server of a local copy refused a sync (a bad key, no access, no such list), or
+    kept failing (unreachable, 5xx, rate limited) until retries ran out. The copy is left as it
+    was after its last applied page."""
+
+
 class NotFound(HashwatchError):
     pass
 
@@ -128,6 +138,10 @@ class ListNotFound(NotFound):
 
 
 class EntryNotFound(NotFound):
+    pass
+
+
+class Forbidden(HashwatchError):
     pass
 
 

@@ -33,6 +33,8 @@ class MediaHashes:
     hashes: dict[str, str] = field(default_factory=dict)
     quality: dict[str, int] = field(default_factory=dict)
     error: str | None = None
+    #: The error itself, for shells that answer each kind differently (the HTTP API).
+    failure: MediaError | None = field(default=None, compare=False, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -56,7 +58,7 @@ def hash_bytes(data: bytes, limits: MediaLimits, path: str | None = None) -> Med
     try:
         check_byte_count(len(data), limits)
     except MediaError as exc:
-        return MediaHashes(path=path, error=str(exc))
+        return MediaHashes(path=path, error=str(exc), failure=exc)
     hashes: dict[str, str] = {}
     for signal_type in all_signal_types():
         if issubclass(signal_type, BytesSignalType):
@@ -69,7 +71,7 @@ def hash_bytes(data: bytes, limits: MediaLimits, path: str | None = None) -> Med
         try:
             rgb = decode_rgb(data, limits)
         except MediaError as exc:
-            return MediaHashes(path=path, hashes=hashes, error=str(exc))
+            return MediaHashes(path=path, hashes=hashes, error=str(exc), failure=exc)
         for pixel_type in pixel_types:
             value, score = pixel_type.hash_pixels(rgb)
             hashes[pixel_type.name] = value
@@ -87,7 +89,7 @@ def hash_file(path: str | os.PathLike[str], limits: MediaLimits) -> MediaHashes:
             # Read at most one byte past the limit: a file that grows while read is still caught.
             data = handle.read(limits.max_bytes + 1)
     except MediaError as exc:
-        return MediaHashes(path=name, error=str(exc))
+        return MediaHashes(path=name, error=str(exc), failure=exc)
     except OSError as exc:
         return MediaHashes(path=name, error=f"could not read file: {exc.strerror or exc}")
     return hash_bytes(data, limits, path=name)

@@ -139,12 +139,17 @@ def import_file(
     )
 
 
-def write_entries(out: IO[str], entries: Iterable[ListEntry], fmt: str) -> int:
-    """Write entries in an import format (round-trips through read_entries); return the count."""
+def write_entries(
+    out: IO[str], entries: Iterable[ListEntry], fmt: str, header: bool = True
+) -> int:
+    """Write entries in an import format (round-trips through read_entries); return the count.
+
+    `header=False` leaves out the CSV header, for the second and later pieces of a stream."""
     count = 0
     if fmt == "csv":
         writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(COLUMNS)
+        if header:
+            writer.writerow(COLUMNS)
         for entry in entries:
             writer.writerow(
                 [

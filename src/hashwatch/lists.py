@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, literal, select, union_all, update
+from sqlalchemy import delete, func, literal, select, union_all, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -40,6 +40,7 @@ from hashwatch.store.models import (
     ChangeKind,
     HashList,
     ListEntry,
+    ListGrant,
     Organisation,
     utcnow,
 )
@@ -51,6 +52,8 @@ __all__ = [
     "add_entries",
     "changes",
     "create_list",
+    "delete_list",
+    "ensure_writable",
     "get_list",
     "iter_active_entries",
     "list_lists",
@@ -60,6 +63,7 @@ __all__ = [
     "parse_labels",
     "parse_thresholds",
     "revoke",
+    "revoke_entry",
     "thresholds_for",
     "update_list",
 ]
@@ -271,7 +275,10 @@ def update_list(
     actor: str,
     description: str | None = None,
     thresholds: dict[str, int] | None = None,
+    *,
+    from_origin: bool = False,
 ) -> HashList:
+    ensure_writable(hash_list, allow_copy=from_origin)
     changed: dict[str, Any] = {}
     if description is not None:
         hash_list.description = description.strip()
@@ -285,6 +292,29 @@ def update_list(
         session.flush()
         audit.record(session, actor, "list.update", hash_list, **changed)
     return hash_list
+
+
+def delete_list(session: Session, hash_list: HashList, actor: str) -> None:
+    """Delete a list with its entries and grants. Copies elsewhere find it gone at their next
+    sync; the audit log keeps the record."""
+    ensure_writable(hash_list, allow_copy=True)
+    count = select(func.count()).where(ListEntry.list_id == hash_list.id)
+    summary = {"entries": session.scalar(count) or 0}
+    session.execute(delete(ListGrant).where(ListGrant.list_id == hash_list.id))
+    session.execute(delete(ListEntry).where(ListEntry.list_id == hash_list.id))
+    audit.record(session, actor, "list.delete", hash_list, **summary)
+    session.delete(hash_list)
+    session.flush()
+
+
+def ensure_writable(hash_list: HashList, *, allow_copy: bool = False) -> None:
+    """A local copy of another server's list changes only through sync, or it would drift from
+    its origin: refuse any other change to it."""
+    if hash_list.origin_url is not None and not allow_copy:
+        raise Conflict(
+            f"list {hash_list.name!r} is a local copy of list {hash_list.origin_list_id} at "
+            f"{hash_list.origin_url}; it changes only through `hashwatch sync`"
+        )
 
 
 def get_list(session: Session, owner: Organisation, name: str) -> HashList:
@@ -342,8 +372,13 @@ def add_entries(
     actor: str,
     on_progress: ProgressCallback | None = None,
     skipped_unsupported: int = 0,
+    *,
+    from_origin: bool = False,
 ) -> AddResult:
-    """Add validated entries in bulk, in one transaction; existing values are counted, not added."""
+    """Add validated entries in bulk, in one transaction; existing values are counted, not added.
+
+    `from_origin` is for sync alone: it lets a local copy take its origin's changes."""
+    ensure_writable(hash_list, allow_copy=from_origin)
     _lock(session, hash_list)  # before reading what exists, so a concurrent add cannot interleave
     existing: dict[tuple[str, str], bool] = {
         (signal_type, value): is_revoked
@@ -386,21 +421,51 @@ def revoke(
     reason: str,
     actor: str,
     signal_type: str | None = None,
+    *,
+    from_origin: bool = False,
 ) -> ListEntry:
     """Revoke the list's entry for `value` (`TYPE:VALUE`, or a bare value with `signal_type`)."""
+    ensure_writable(hash_list, allow_copy=from_origin)
+    why = _reason(reason)
+    _lock(session, hash_list)
+    entry = _find_entry(session, hash_list, value, signal_type)
+    return _revoke(session, hash_list, entry, why, actor)
+
+
+def revoke_entry(
+    session: Session, hash_list: HashList, entry_id: int, reason: str, actor: str
+) -> ListEntry:
+    """Revoke the list's entry with this id."""
+    ensure_writable(hash_list)
+    why = _reason(reason)
+    _lock(session, hash_list)
+    entry = session.scalar(
+        select(ListEntry).where(ListEntry.list_id == hash_list.id, ListEntry.id == entry_id)
+    )
+    if entry is None:
+        raise EntryNotFound(f"list {hash_list.name!r} has no entry with id {entry_id}")
+    return _revoke(session, hash_list, entry, why, actor)
+
+
+def _reason(reason: str) -> str:
     why = reason.strip()
     if not why:
         raise InvalidInput("a revocation needs a reason")
-    _lock(session, hash_list)
-    entry = _find_entry(session, hash_list, value, signal_type)
+    if len(why) > MAX_NOTE_LENGTH:
+        raise InvalidInput(f"the reason is over {MAX_NOTE_LENGTH} characters")
+    return why
+
+
+def _revoke(
+    session: Session, hash_list: HashList, entry: ListEntry, why: str, actor: str
+) -> ListEntry:
     if entry.revoked_seq is not None:
         raise Conflict(
             f"{entry.signal_type} entry {entry.id} was already revoked at "
             f"{entry.revoked_at.isoformat() if entry.revoked_at else '?'}: {entry.revoke_reason}"
         )
     seq = _allocate_seqs(session, hash_list, 1)
-    now = utcnow()
-    entry.revoked_at = now
+    entry.revoked_at = utcnow()
     entry.revoked_seq = seq
     entry.revoke_reason = why
     audit.record(

@@ -33,12 +33,15 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
 __all__ = [
+    "ACCESS_LEVELS",
     "CATEGORIES",
+    "ApiKey",
     "AuditEvent",
     "Base",
     "ChangeKind",
     "HashList",
     "ListEntry",
+    "ListGrant",
     "Organisation",
     "UTCDateTime",
     "utcnow",
@@ -46,6 +49,10 @@ __all__ = [
 
 #: UK scale (A, B, C) and US industry scale (A1, A2, B1, B2): the two grading vocabularies.
 CATEGORIES = ("A", "B", "C", "A1", "A2", "B1", "B2")
+
+#: What a grant lets another organisation do with a list: "match" against it, or also "read" its
+#: entries (the change feed and exports, which a local copy needs).
+ACCESS_LEVELS = ("match", "read")
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -108,6 +115,11 @@ class HashList(Base):
     last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: Set on a local copy of another server's list (`hashwatch sync`): where it comes from, and
+    #: the sequence number of the origin's feed applied so far. A copy changes only by sync.
+    origin_url: Mapped[str | None] = mapped_column(String(500))
+    origin_list_id: Mapped[int | None] = mapped_column(BigInteger)
+    origin_cursor: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
 
     owner: Mapped[Organisation] = relationship(lazy="raise")
 
@@ -147,6 +159,43 @@ class ListEntry(Base):
     revoke_reason: Mapped[str | None] = mapped_column(Text)
 
     hash_list: Mapped[HashList] = relationship(lazy="raise")
+
+
+class ListGrant(Base):
+    """A list's owner lets another organisation match against the list, or also read it."""
+
+    __tablename__ = "list_grants"
+    __table_args__ = (
+        UniqueConstraint("list_id", "organisation_id"),
+        CheckConstraint(
+            "access IN ({})".format(", ".join(f"'{a}'" for a in ACCESS_LEVELS)), name="access"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("hash_lists.id"), index=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    access: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+
+
+class ApiKey(Base):
+    """An organisation's API key. Only a SHA-256 digest of the secret is kept: keys are 256-bit
+    random strings, so a slow password hash would add latency to every request and no safety."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    #: The public part of the key, shown in listings and audit records: `hw_<key_id>_<secret>`.
+    key_id: Mapped[str] = mapped_column(String(32), unique=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    secret_sha256: Mapped[str] = mapped_column(String(64))
+    scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class ChangeKind:

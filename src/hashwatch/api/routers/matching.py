@@ -1,0 +1,275 @@
+"""Hashing and matching: `POST /v1/hash` and `POST /v1/match` (hashes, or an uploaded image)."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, File, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile as StarletteUpload
+
+from hashwatch.api.auth import get_state, require
+from hashwatch.api.errors import ApiError
+from hashwatch.api.schemas import MAX_ID, HashOut, MatchIn, MatchOut, MediaMatchOut
+from hashwatch.api.state import Principal, ServiceState
+from hashwatch.errors import ImportRejected, InvalidInput, LineError
+from hashwatch.hashing import MediaHashes, hash_bytes
+from hashwatch.matching import Match, Matcher, MatchReport
+from hashwatch.media import check_byte_count
+from hashwatch.signals import get_signal_type
+from hashwatch.store.models import utcnow
+
+router = APIRouter(prefix="/v1", tags=["matching"])
+
+Matching = Annotated[Principal, Depends(require("match"))]
+
+_IMAGE_BODY = {
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "file": {"type": "string", "format": "binary"},
+                    "lists": {"type": "string", "description": "Comma-separated list ids"},
+                },
+                "required": ["file"],
+            }
+        }
+    }
+}
+
+
+@router.post(
+    "/hash",
+    summary="Hash an uploaded image: MD5, SHA-1, SHA-256 and PDQ with its quality",
+    response_model=HashOut,
+)
+async def hash_media(
+    request: Request, who: Matching, file: Annotated[UploadFile, File()]
+) -> dict[str, Any]:
+    state = get_state(request)
+    data = await _read_upload(file, state)
+    media = await run_in_threadpool(_hash, data, state)
+    return _media_json(media, len(data))
+
+
+@router.post(
+    "/match",
+    summary="Match hashes (JSON) or an uploaded image (multipart) against your lists",
+    response_model=MatchOut | MediaMatchOut,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/MatchIn"}},
+                **_IMAGE_BODY["content"],
+            },
+        }
+    },
+    responses={413: {"description": "Too many hashes, or the upload is too large"}},
+)
+async def match(request: Request, who: Matching) -> dict[str, Any]:
+    state = get_state(request)
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        async with request.form(max_files=1, max_fields=4) as form:  # closes what it parsed
+            upload = form.get("file")
+            if not isinstance(upload, StarletteUpload):
+                raise ApiError(400, "invalid_request", "send the image in a form field named 'file'")
+            lists_field = form.get("lists")
+            wanted = _parse_list_ids(lists_field if isinstance(lists_field, str) else None)
+            data = await _read_upload(upload, state)
+        allowed = await run_in_threadpool(_allowed_lists, state, who, wanted)
+        return await run_in_threadpool(_match_media, state, who, data, allowed)
+    if content_type not in ("application/json", ""):
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "send JSON ({'hashes': [...]}) or an image as multipart/form-data",
+        )
+    body = await request.body()
+    try:
+        parsed = MatchIn.model_validate_json(body)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from None
+    if len(parsed.hashes) > state.settings.max_batch:
+        raise ApiError(
+            413,
+            "too_large",
+            f"{len(parsed.hashes)} hashes in one request; the limit is {state.settings.max_batch}",
+        )
+    if len(parsed.hashes) <= 8:  # a single lookup costs less than a hop to the thread pool
+        allowed = _allowed_lists(state, who, parsed.lists)
+        return _match_hashes(state, who, parsed, allowed)
+    allowed = await run_in_threadpool(_allowed_lists, state, who, parsed.lists)
+    return await run_in_threadpool(_match_hashes, state, who, parsed, allowed)
+
+
+# --- work ------------------------------------------------------------------------------------
+
+
+def _matcher(state: ServiceState) -> Matcher:
+    if state.matcher is None:
+        raise ApiError(503, "unavailable", "the match indexes are still loading; retry shortly")
+    return state.matcher
+
+
+def _allowed_lists(
+    state: ServiceState, who: Principal, wanted: list[int] | None
+) -> frozenset[int]:
+    matchable = state.matchable_lists(who.organisation_id)
+    if wanted is None:
+        return matchable
+    for list_id in wanted:
+        if list_id not in matchable:
+            raise ApiError(404, "not_found", f"no list with id {list_id}")
+    return frozenset(wanted)
+
+
+def _match_hashes(
+    state: ServiceState, who: Principal, request: MatchIn, allowed: frozenset[int]
+) -> dict[str, Any]:
+    matcher = _matcher(state)
+    at = utcnow()
+    # Validate every item first: one bad hash rejects the request, naming each bad item.
+    groups: dict[str, list[int]] = {}
+    kinds: dict[str, str] = {}
+    problems: list[LineError] = []
+    for item, query in enumerate(request.hashes):
+        try:
+            name = kinds.get(query.signal_type) or kinds.setdefault(
+                query.signal_type, get_signal_type(query.signal_type).name
+            )
+            groups.setdefault(name, []).append(item)
+        except InvalidInput as exc:
+            problems.append(LineError(item, str(exc)))
+    reports: list[MatchReport | None] = [None] * len(request.hashes)
+    for name, items in groups.items():
+        values = [request.hashes[i].value for i in items]
+        qualities = [request.hashes[i].quality for i in items]
+        try:
+            found = matcher.match_values(name, values, qualities, lists=allowed)
+        except InvalidInput:
+            found = None
+        if found is None:  # name each bad value, as an import does
+            kind = get_signal_type(name)
+            for i in items:
+                try:
+                    kind.parse(request.hashes[i].value)
+                except InvalidInput as exc:
+                    problems.append(LineError(i, str(exc)))
+            continue
+        for i, report in zip(items, found, strict=True):
+            reports[i] = report
+    if problems:
+        raise ImportRejected(sorted(problems, key=lambda problem: problem.line))
+    results = []
+    matched = 0
+    logged: list[dict[str, Any]] = []
+    unmatched: list[dict[str, Any]] = []
+    for item, (query, maybe) in enumerate(zip(request.hashes, reports, strict=True)):
+        assert maybe is not None
+        report = maybe
+        name = kinds[query.signal_type]
+        results.append(
+            {
+                "item": item,
+                "signal_type": name,
+                "matches": [m.to_json() for m in report.matches],
+                "skipped": report.skipped,
+            }
+        )
+        if report.matches:
+            matched += 1
+            logged.extend(_logged(item, query.value, report.matches))
+        elif state.settings.log_unmatched:
+            unmatched.append({"item": item, "signal_type": name, "value": query.value})
+    _record(state, who, at, len(results), matched, logged, unmatched)
+    return {"results": results, "matched_items": matched}
+
+
+def _match_media(
+    state: ServiceState, who: Principal, data: bytes, allowed: frozenset[int]
+) -> dict[str, Any]:
+    matcher = _matcher(state)
+    at = utcnow()
+    media = _hash(data, state)
+    report = matcher.match_media(media, lists=allowed)
+    out = _media_json(media, len(data))
+    out["matches"] = [m.to_json() for m in report.matches]
+    out["skipped"] = report.skipped
+    logged = [
+        {**record, "query": media.hashes.get(record["signal_type"])}
+        for record in _logged(0, None, report.matches)
+    ]
+    unmatched = []
+    if not report.matches and state.settings.log_unmatched:
+        unmatched = [{"item": 0, "hashes": media.hashes}]
+    _record(state, who, at, 1, 1 if report.matches else 0, logged, unmatched)
+    return out
+
+
+def _hash(data: bytes, state: ServiceState) -> MediaHashes:
+    media = hash_bytes(data, state.settings.media_limits())
+    if media.failure is not None and not media.hashes:
+        raise media.failure  # nothing could be hashed: say why (empty, too large)
+    return media
+
+
+def _media_json(media: MediaHashes, size: int) -> dict[str, Any]:
+    return {"hashes": media.hashes, "quality": media.quality, "size": size, "error": media.error}
+
+
+def _logged(item: int, query: str | None, matches: Collection[Match]) -> list[dict[str, Any]]:
+    return [
+        {
+            "item": item,
+            "list_id": m.list_id,
+            "entry_id": m.entry_id,
+            "signal_type": m.signal_type,
+            "distance": m.distance,
+            "query": query,
+        }
+        for m in matches
+    ]
+
+
+def _record(
+    state: ServiceState,
+    who: Principal,
+    at: Any,
+    items: int,
+    matched: int,
+    matches: list[dict[str, Any]],
+    unmatched: list[dict[str, Any]],
+) -> None:
+    detail: dict[str, Any] = {"items": items, "matched_items": matched, "matches": matches}
+    if unmatched:
+        detail["unmatched"] = unmatched
+    state.match_log.record(who, at, detail)
+
+
+async def _read_upload(upload: StarletteUpload, state: ServiceState) -> bytes:
+    """The upload's bytes, in memory only (see create_app on spooling), within the byte limit."""
+    limits = state.settings.media_limits()
+    if upload.size is not None:
+        check_byte_count(upload.size, limits)
+    data = await upload.read(limits.max_bytes + 1)
+    await upload.close()
+    check_byte_count(len(data), limits)
+    return data
+
+
+def _parse_list_ids(text: str | None) -> list[int] | None:
+    if text is None or not text.strip():
+        return None
+    try:
+        ids = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        ids = [0]
+    if not all(1 <= list_id <= MAX_ID for list_id in ids):
+        raise ApiError(400, "invalid_request", "lists must be comma-separated list ids")
+    return ids

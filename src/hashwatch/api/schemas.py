@@ -1,0 +1,193 @@
+"""Request and response bodies, as pydantic models: they validate input and document the API."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from hashwatch.store.models import ACCESS_LEVELS
+
+__all__ = [
+    "AddResultOut",
+    "ChangeOut",
+    "ChangesOut",
+    "EntriesIn",
+    "EntryIn",
+    "GrantIn",
+    "GrantOut",
+    "GrantsOut",
+    "HashIn",
+    "HashOut",
+    "ItemResult",
+    "ListIn",
+    "ListOut",
+    "ListPatch",
+    "ListsOut",
+    "MatchIn",
+    "MatchOut",
+    "MatchRecord",
+    "MediaMatchOut",
+    "RevokedOut",
+]
+
+
+#: Ids are 64-bit in PostgreSQL (63 usable) and SQLite: anything larger cannot name a row.
+MAX_ID = 2**62
+
+Id = Annotated[int, Field(ge=1, le=MAX_ID)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class HashIn(_Strict):
+    signal_type: str = Field(max_length=32, examples=["pdq"])
+    value: str = Field(max_length=256, examples=["f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"])
+    #: A perceptual hash's quality (0-100) where the caller has it; low-quality hashes are skipped.
+    quality: int | None = Field(default=None, ge=0, le=100)
+
+
+class MatchIn(_Strict):
+    hashes: list[HashIn] = Field(description="Up to the batch limit (10,000 by default).")
+    lists: list[Id] | None = Field(
+        default=None, description="Match only these lists (ids); all lists you may match if absent."
+    )
+
+
+class MatchRecord(BaseModel):
+    list_name: str = Field(alias="list")
+    list_id: int
+    entry_id: int
+    signal_type: str
+    value: str
+    distance: int
+    category: str | None
+    labels: tuple[str, ...]
+    source: str
+
+
+class ItemResult(BaseModel):
+    item: int
+    signal_type: str
+    matches: list[MatchRecord]
+    skipped: list[str]
+
+
+class MatchOut(BaseModel):
+    results: list[ItemResult]
+    matched_items: int
+
+
+class HashOut(BaseModel):
+    hashes: dict[str, str]
+    quality: dict[str, int]
+    size: int
+    error: str | None = Field(
+        default=None, description="Why some hashes are missing (e.g. not an image: exact only)."
+    )
+
+
+class MediaMatchOut(HashOut):
+    matches: list[MatchRecord]
+    skipped: list[str]
+
+
+class ListIn(_Strict):
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=4000)
+    thresholds: dict[str, int] = Field(default_factory=dict, examples=[{"pdq": 31}])
+
+
+class ListPatch(_Strict):
+    description: str | None = Field(default=None, max_length=4000)
+    thresholds: dict[str, int] | None = None
+
+
+class ListOut(BaseModel):
+    id: int
+    name: str
+    owner: str
+    access: str
+    description: str
+    thresholds: dict[str, int]
+    entries: int
+    revoked: int
+    by_signal_type: dict[str, int]
+    by_category: dict[str, int]
+    last_seq: int
+    created_at: str
+    updated_at: str
+    origin: dict[str, Any] | None = None
+
+
+class ListsOut(BaseModel):
+    lists: list[ListOut]
+
+
+class EntryIn(_Strict):
+    signal_type: str = Field(max_length=32)
+    value: str = Field(max_length=256)
+    category: str | None = Field(default=None, max_length=8)
+    labels: list[str] | str | None = None
+    source: str | None = Field(default=None, max_length=200)
+    note: str | None = Field(default=None, max_length=4000)
+
+
+class EntriesIn(_Strict):
+    entries: list[EntryIn]
+
+
+class AddResultOut(BaseModel):
+    added: int
+    already_present: int
+    revoked_kept: int
+    skipped_unsupported: int
+    rejected: int
+
+
+class RevokedOut(BaseModel):
+    entry_id: int
+    signal_type: str
+    value: str
+    seq: int
+    revoked_at: str
+    reason: str
+
+
+class ChangeOut(BaseModel):
+    seq: int
+    kind: str
+    at: str
+    entry_id: int
+    signal_type: str
+    value: str
+    category: str | None
+    labels: list[str]
+    source: str
+    note: str
+    reason: str | None = None
+
+
+class ChangesOut(BaseModel):
+    list_id: int
+    changes: list[ChangeOut]
+    next_after: int = Field(description="Pass as `after` to read the next page.")
+    last_seq: int = Field(description="The list's latest sequence number.")
+    more: bool
+
+
+class GrantIn(_Strict):
+    organisation: str = Field(min_length=1, max_length=200)
+    access: str = Field(description=" or ".join(ACCESS_LEVELS), examples=["read"])
+
+
+class GrantOut(BaseModel):
+    organisation: str
+    access: str
+    created_at: str
+
+
+class GrantsOut(BaseModel):
+    grants: list[GrantOut]
