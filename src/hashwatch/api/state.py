@@ -8,6 +8,7 @@ staleness, while request threads go on matching (hashwatch.matching.Matcher is s
 
 from __future__ import annotations
 
+import gc
 import logging
 import math
 import threading
@@ -28,6 +29,9 @@ from hashwatch.store.models import AuditEvent, Organisation, utcnow
 __all__ = ["MatchLog", "Principal", "RateLimiter", "ServiceState"]
 
 log = logging.getLogger("hashwatch.api")
+
+#: Seconds between writes of the match log.
+MATCH_LOG_INTERVAL = 0.25
 
 
 @dataclass(frozen=True)
@@ -121,18 +125,23 @@ class ServiceState:
         self._keys: dict[str, tuple[Principal, float]] = {}
         self._matchable: dict[int, tuple[frozenset[int], float]] = {}
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     # --- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="hashwatch-refresh", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._run, name="hashwatch-refresh", daemon=True),
+            threading.Thread(target=self._write_match_log, name="hashwatch-log", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def stop(self) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
+        for thread in self._threads:
+            thread.join(timeout=30)
+        self._threads = []
         try:
             self.match_log.flush()
         except Exception:
@@ -155,6 +164,9 @@ class ServiceState:
                 with self.store.session() as session:
                     if self.matcher is None:
                         loaded = Matcher.from_store(session, None)
+                        # Millions of long-lived objects: keep them out of every later garbage
+                        # collection, whose full passes would otherwise stall requests.
+                        gc.freeze()
                         self.refreshed_at = begun  # before the matcher: ready means fresh
                         self.matcher = loaded
                     else:
@@ -166,11 +178,16 @@ class ServiceState:
                 # /readyz say how stale it is.
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 log.exception("refreshing the match indexes failed")
+            self._stop.wait(self.settings.refresh_interval)
+
+    def _write_match_log(self) -> None:
+        # Often, in small inserts: one large insert a second would hold the interpreter long
+        # enough to show in request latency.
+        while not self._stop.wait(MATCH_LOG_INTERVAL):
             try:
                 self.match_log.flush()
             except Exception:
                 log.exception("writing the match log failed; will retry")
-            self._stop.wait(self.settings.refresh_interval)
 
     def refresh_now(self) -> None:
         """Apply the change feed at once (tests, and an operator's nudge)."""
