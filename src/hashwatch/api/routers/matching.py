@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import json
+from collections.abc import Callable, Collection
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -71,7 +72,7 @@ async def hash_media(
     },
     responses={413: {"description": "Too many hashes, or the upload is too large"}},
 )
-async def match(request: Request, who: Matching) -> dict[str, Any]:
+async def match(request: Request, who: Matching) -> Response:
     state = get_state(request)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
@@ -83,7 +84,7 @@ async def match(request: Request, who: Matching) -> dict[str, Any]:
             wanted = _parse_list_ids(lists_field if isinstance(lists_field, str) else None)
             data = await _read_upload(upload, state)
         allowed = await run_in_threadpool(_allowed_lists, state, who, wanted)
-        return await run_in_threadpool(_match_media, state, who, data, allowed)
+        return await run_in_threadpool(_encoded, _match_media, state, who, data, allowed)
     if content_type not in ("application/json", ""):
         raise ApiError(
             415,
@@ -103,12 +104,20 @@ async def match(request: Request, who: Matching) -> dict[str, Any]:
         )
     if len(parsed.hashes) <= 8:  # a single lookup costs less than a hop to the thread pool
         allowed = _allowed_lists(state, who, parsed.lists)
-        return _match_hashes(state, who, parsed, allowed)
+        return _encoded(_match_hashes, state, who, parsed, allowed)
     allowed = await run_in_threadpool(_allowed_lists, state, who, parsed.lists)
-    return await run_in_threadpool(_match_hashes, state, who, parsed, allowed)
+    return await run_in_threadpool(_encoded, _match_hashes, state, who, parsed, allowed)
 
 
 # --- work ------------------------------------------------------------------------------------
+
+
+def _encoded(work: Callable[..., dict[str, Any]], *args: Any) -> Response:
+    """The answer as JSON bytes, made where the work ran. The body is built from our own
+    values in the documented shape, so FastAPI's check against the response model (a quarter
+    of a large batch's time, on the event loop) is left out."""
+    body = json.dumps(work(*args), ensure_ascii=False, separators=(",", ":"))
+    return Response(body.encode("utf-8"), media_type="application/json")
 
 
 def _matcher(state: ServiceState) -> Matcher:
