@@ -395,7 +395,8 @@ def lists_ungrant(
     """Withdraw another organisation's access to a list."""
     with _store_session(db) as session:
         hash_list = lists.get_list(session, get_or_create_organisation(session, org), name)
-        sharing.revoke_grant(session, hash_list, organisations.get_organisation(session, to), _actor())
+        grantee = organisations.get_organisation(session, to)
+        sharing.revoke_grant(session, hash_list, grantee, _actor())
         _emit({"list": hash_list.name, "list_id": hash_list.id, "to": to, "access": None})
 
 
@@ -466,7 +467,8 @@ def keys_revoke(
     """Revoke a key: requests with it get 401 (within a second on every worker)."""
     with _store_session(db) as session:
         key = keys.revoke_key(session, key_id, _actor())
-        _emit({"key_id": key.key_id, "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None})
+        revoked_at = key.revoked_at.isoformat() if key.revoked_at else None
+        _emit({"key_id": key.key_id, "revoked_at": revoked_at})
 
 
 @app.command("serve")

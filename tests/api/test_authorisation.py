@@ -85,7 +85,9 @@ def _image() -> Any:
 )
 def test_authorisation_matrix(service: Service, endpoint: Endpoint) -> None:
     list_id = service.make_list(
-        OWNER, "verified", [{"signal_type": "md5", "value": MD5}, {"signal_type": "pdq", "value": random_pdq()}]
+        OWNER,
+        "verified",
+        [{"signal_type": "md5", "value": MD5}, {"signal_type": "pdq", "value": random_pdq()}],
     )
     for org in (STRANGER, READER, MATCHER):
         service.org(org)

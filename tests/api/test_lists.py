@@ -55,9 +55,7 @@ def test_bulk_add_is_atomic_and_names_bad_items(service: Service) -> None:
     assert response.status_code == 422
     assert [d["item"] for d in response.json()["error"]["details"]] == [1, 2]
     assert service.get(f"/v1/lists/{list_id}", "hotline").json()["entries"] == 0
-    ok = service.post(
-        f"/v1/lists/{list_id}/entries", "hotline", json={"entries": [good, good]}
-    )
+    ok = service.post(f"/v1/lists/{list_id}/entries", "hotline", json={"entries": [good, good]})
     assert ok.status_code == 200
     assert ok.json()["added"] == 1 and ok.json()["already_present"] == 1
 
@@ -115,7 +113,9 @@ def test_grants_share_and_withdraw(service: Service) -> None:
     list_id = service.make_list("hotline", "verified", [{"signal_type": "md5", "value": MD5}])
     service.org("platform")
     made = service.post(
-        f"/v1/lists/{list_id}/grants", "hotline", json={"organisation": "platform", "access": "read"}
+        f"/v1/lists/{list_id}/grants",
+        "hotline",
+        json={"organisation": "platform", "access": "read"},
     )
     assert made.status_code == 201, made.text
     listed = service.get("/v1/lists", "platform").json()["lists"]

@@ -30,7 +30,13 @@ def test_a_hash_batch_matches_with_every_explanation(service: Service) -> None:
         "hotline",
         "verified",
         [
-            {"signal_type": "pdq", "value": listed, "category": "A", "labels": ["x"], "source": "s1"},
+            {
+                "signal_type": "pdq",
+                "value": listed,
+                "category": "A",
+                "labels": ["x"],
+                "source": "s1",
+            },
             {"signal_type": "md5", "value": MD5, "category": "B1"},
         ],
     )
@@ -69,7 +75,9 @@ def test_a_hash_batch_matches_with_every_explanation(service: Service) -> None:
 def test_an_uploaded_image_is_hashed_and_matched(service: Service, photos: dict[str, Any]) -> None:
     image = encode(photos["coffee"], "JPEG", quality=90)
     reference = hash_bytes(image, MediaLimits())
-    service.make_list("hotline", "verified", [{"signal_type": "pdq", "value": reference.hashes["pdq"]}])
+    service.make_list(
+        "hotline", "verified", [{"signal_type": "pdq", "value": reference.hashes["pdq"]}]
+    )
     hashed = service.post("/v1/hash", "hotline", files={"file": ("c.jpg", image, "image/jpeg")})
     assert hashed.status_code == 200, hashed.text
     assert hashed.json()["hashes"] == reference.hashes
@@ -103,9 +111,9 @@ def test_matching_sees_only_owned_and_granted_lists(service: Service) -> None:
     hidden = _match(service, "platform", [{"signal_type": "pdq", "value": value}], lists=[theirs])
     missing = _match(service, "platform", [{"signal_type": "pdq", "value": value}], lists=[10**9])
     assert hidden.status_code == missing.status_code == 404
-    assert hidden.json()["error"]["message"].replace(str(theirs), "N") == missing.json()[
-        "error"
-    ]["message"].replace(str(10**9), "N")
+    assert hidden.json()["error"]["message"].replace(str(theirs), "N") == missing.json()["error"][
+        "message"
+    ].replace(str(10**9), "N")
 
 
 def test_bad_hashes_are_named_by_item_and_nothing_is_matched(service: Service) -> None:
@@ -218,6 +226,8 @@ def test_never_a_stack_trace(service: Service) -> None:
     assert set(garbage.json()) == {"error"}
     image = np.zeros((10, 10, 3), dtype=np.uint8)
     truncated = encode(image, "PNG")[:30]
-    response = service.post("/v1/hash", "platform", files={"file": ("t.png", truncated, "image/png")})
+    response = service.post(
+        "/v1/hash", "platform", files={"file": ("t.png", truncated, "image/png")}
+    )
     assert response.status_code in (200, 415, 422)
     assert "Traceback" not in response.text

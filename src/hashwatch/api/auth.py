@@ -15,7 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from hashwatch.api.errors import ApiError
 from hashwatch.api.state import Principal, ServiceState, retry_after
 
-__all__ = ["Caller", "get_state", "require"]
+__all__ = ["get_state", "require"]
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from `hashwatch keys create`.")
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
@@ -55,6 +55,3 @@ def require(scope: str) -> Callable[..., Principal]:
 
     dependency.__name__ = f"require_{scope.replace(':', '_')}"
     return dependency
-
-
-Caller = Annotated[Principal, Depends(require("match"))]

@@ -44,7 +44,10 @@ class _Strict(BaseModel):
 
 class HashIn(_Strict):
     signal_type: str = Field(max_length=32, examples=["pdq"])
-    value: str = Field(max_length=256, examples=["f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"])
+    value: str = Field(
+        max_length=256,
+        examples=["f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"],
+    )
     #: A perceptual hash's quality (0-100) where the caller has it; low-quality hashes are skipped.
     quality: int | None = Field(default=None, ge=0, le=100)
 

@@ -49,7 +49,9 @@ class ServiceSettings:
         env = {}
         for name, value in asdict(self).items():
             if value is not None:
-                env[_ENV_PREFIX + name.upper()] = str(int(value) if isinstance(value, bool) else value)
+                env[_ENV_PREFIX + name.upper()] = str(
+                    int(value) if isinstance(value, bool) else value
+                )
         return env
 
     @classmethod

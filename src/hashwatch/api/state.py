@@ -24,7 +24,7 @@ from hashwatch import keys, sharing
 from hashwatch.api.settings import ServiceSettings
 from hashwatch.matching import Matcher
 from hashwatch.store import Store, open_store
-from hashwatch.store.models import AuditEvent, Organisation, utcnow
+from hashwatch.store.models import AuditEvent, Organisation
 
 __all__ = ["MatchLog", "Principal", "RateLimiter", "ServiceState"]
 
@@ -271,7 +271,3 @@ class ServiceState:
 
 def retry_after(seconds: float) -> str:
     return str(max(1, math.ceil(seconds)))
-
-
-def now() -> datetime:
-    return utcnow()

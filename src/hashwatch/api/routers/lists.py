@@ -79,7 +79,9 @@ def show(request: Request, who: Reader, list_id: ListId) -> dict[str, Any]:
         return _describe(session, hash_list, access)
 
 
-@router.patch("/{list_id}", summary="Change a list's description or thresholds", response_model=ListOut)
+@router.patch(
+    "/{list_id}", summary="Change a list's description or thresholds", response_model=ListOut
+)
 def update(request: Request, who: Writer, list_id: ListId, body: ListPatch) -> dict[str, Any]:
     with get_state(request).store.session() as session:
         hash_list, _ = sharing.visible_list(session, who.organisation_id, list_id, sharing.OWNER)
@@ -144,7 +146,9 @@ def revoke_entry(
     who: Writer,
     list_id: ListId,
     entry_id: EntryId,
-    reason: Annotated[str, Query(min_length=1, max_length=4000, description="Why; kept in the feed")],
+    reason: Annotated[
+        str, Query(min_length=1, max_length=4000, description="Why; kept in the feed")
+    ],
 ) -> dict[str, Any]:
     with get_state(request).store.session() as session:
         hash_list, _ = sharing.visible_list(session, who.organisation_id, list_id, sharing.OWNER)
@@ -238,7 +242,9 @@ def grants(request: Request, who: Reader, list_id: ListId) -> dict[str, Any]:
     with get_state(request).store.session() as session:
         hash_list, _ = sharing.visible_list(session, who.organisation_id, list_id, sharing.OWNER)
         return {
-            "grants": [_grant_json(grant, name) for grant, name in sharing.grants_of(session, hash_list)]
+            "grants": [
+                _grant_json(grant, name) for grant, name in sharing.grants_of(session, hash_list)
+            ]
         }
 
 

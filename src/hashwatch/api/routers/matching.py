@@ -79,7 +79,9 @@ async def match(request: Request, who: Matching) -> Response:
         async with request.form(max_files=1, max_fields=4) as form:  # closes what it parsed
             upload = form.get("file")
             if not isinstance(upload, StarletteUpload):
-                raise ApiError(400, "invalid_request", "send the image in a form field named 'file'")
+                raise ApiError(
+                    400, "invalid_request", "send the image in a form field named 'file'"
+                )
             lists_field = form.get("lists")
             wanted = _parse_list_ids(lists_field if isinstance(lists_field, str) else None)
             data = await _read_upload(upload, state)
@@ -126,9 +128,7 @@ def _matcher(state: ServiceState) -> Matcher:
     return state.matcher
 
 
-def _allowed_lists(
-    state: ServiceState, who: Principal, wanted: list[int] | None
-) -> frozenset[int]:
+def _allowed_lists(state: ServiceState, who: Principal, wanted: list[int] | None) -> frozenset[int]:
     matchable = state.matchable_lists(who.organisation_id)
     if wanted is None:
         return matchable
