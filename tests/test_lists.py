@@ -275,3 +275,19 @@ def test_concurrent_first_use_creates_one_organisation(store: Store) -> None:
     with ThreadPoolExecutor(max_workers=4) as pool:
         ids = set(pool.map(first_use, range(8)))
     assert len(ids) == 1
+
+
+def test_a_small_add_to_a_long_list_finds_present_and_revoked_values(store: Store) -> None:
+    # A batch much smaller than the list looks up just its own values: the counts stay the same.
+    values = [f"{i:032x}" for i in range(400)]
+    with store.session() as session:
+        owner = get_or_create_organisation(session, "hotline")
+        hash_list = create_list(session, owner, "long", ACTOR)
+        add_entries(session, hash_list, [make_entry("md5", v) for v in values], ACTOR)
+        revoke(session, hash_list, values[7], "false positive", ACTOR, signal_type="md5")
+    with store.session() as session:
+        hash_list = get_list(session, get_or_create_organisation(session, "hotline"), "long")
+        fresh = f"{999:032x}"
+        batch = [make_entry("md5", v) for v in (values[3], values[7], fresh, fresh)]
+        result = add_entries(session, hash_list, batch, ACTOR)
+    assert (result.added, result.already_present, result.revoked_kept) == (1, 2, 1)

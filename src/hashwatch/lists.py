@@ -380,14 +380,7 @@ def add_entries(
     `from_origin` is for sync alone: it lets a local copy take its origin's changes."""
     ensure_writable(hash_list, allow_copy=from_origin)
     _lock(session, hash_list)  # before reading what exists, so a concurrent add cannot interleave
-    existing: dict[tuple[str, str], bool] = {
-        (signal_type, value): is_revoked
-        for signal_type, value, is_revoked in session.execute(
-            select(ListEntry.signal_type, ListEntry.value, ListEntry.revoked_seq.is_not(None))
-            .where(ListEntry.list_id == hash_list.id)
-            .execution_options(yield_per=50_000)
-        )
-    }
+    existing = _existing(session, hash_list, entries)
     fresh: list[NewEntry] = []
     already_present = revoked_kept = 0
     for entry in entries:
@@ -566,6 +559,43 @@ def _lock(session: Session, hash_list: HashList) -> None:
     session.execute(
         update(HashList).where(HashList.id == hash_list.id).values(last_seq=HashList.last_seq)
     )
+
+
+def _existing(
+    session: Session, hash_list: HashList, entries: Sequence[NewEntry]
+) -> dict[tuple[str, str], bool]:
+    """Which of these entries the list already holds, each with whether it was revoked.
+
+    A large batch reads the whole list once, in one index scan; a small batch on a long list (an
+    API call, a page of a sync) looks up just its own values, so it costs its size, not the
+    list's. `last_seq` bounds the list's size without counting it."""
+    state = (ListEntry.signal_type, ListEntry.value, ListEntry.revoked_seq.is_not(None))
+    if len(entries) * 8 >= hash_list.last_seq:
+        rows = session.execute(
+            select(*state)
+            .where(ListEntry.list_id == hash_list.id)
+            .execution_options(yield_per=50_000)
+        )
+        return {(signal_type, value): is_revoked for signal_type, value, is_revoked in rows}
+    by_type: dict[str, set[str]] = {}
+    for entry in entries:
+        by_type.setdefault(entry.signal_type, set()).add(entry.value)
+    existing: dict[tuple[str, str], bool] = {}
+    for signal_type, values in by_type.items():
+        ordered = sorted(values)
+        for start in range(0, len(ordered), _LOOKUP_CHUNK):
+            rows = session.execute(
+                select(*state).where(
+                    ListEntry.list_id == hash_list.id,
+                    ListEntry.signal_type == signal_type,
+                    ListEntry.value.in_(ordered[start : start + _LOOKUP_CHUNK]),
+                )
+            )
+            existing.update(((kind, value), revoked) for kind, value, revoked in rows)
+    return existing
+
+
+_LOOKUP_CHUNK = 500
 
 
 def _allocate_seqs(session: Session, hash_list: HashList, count: int) -> int:
