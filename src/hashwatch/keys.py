@@ -26,6 +26,7 @@ __all__ = [
     "IssuedKey",
     "authenticate",
     "create_key",
+    "key_id_of",
     "list_keys",
     "parse_scopes",
     "revoke_key",

@@ -19,6 +19,7 @@ from hashwatch.api.app import create_app
 from hashwatch.api.settings import ServiceSettings
 from hashwatch.api.state import ServiceState
 from hashwatch.store import Store
+from hashwatch.store.models import HashList
 
 ALL_SCOPES = ",".join(keys.SCOPES)
 
@@ -72,8 +73,6 @@ class Service:
 
     def grant(self, list_id: int, org: str, access: str) -> None:
         with self.store.session() as session:
-            from hashwatch.store.models import HashList
-
             hash_list = session.get(HashList, list_id)
             assert hash_list is not None
             grantee = organisations.get_or_create_organisation(session, org)

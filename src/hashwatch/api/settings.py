@@ -57,11 +57,12 @@ class ServiceSettings:
     @classmethod
     def from_env(cls) -> ServiceSettings:
         values: dict[str, object] = {}
+        defaults = cls()
         for item in fields(cls):
             raw = os.environ.get(_ENV_PREFIX + item.name.upper())
             if raw is None:
                 continue
-            default = getattr(cls(), item.name)
+            default = getattr(defaults, item.name)
             if isinstance(default, bool):
                 values[item.name] = raw.strip().lower() in ("1", "true", "yes")
             elif isinstance(default, int):

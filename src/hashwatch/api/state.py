@@ -248,12 +248,6 @@ class ServiceState:
         self._keys[presented] = (principal, now + self.settings.auth_cache_seconds)
         return principal
 
-    def forget_key(self, key_id: str) -> None:
-        """Drop a revoked key from this worker's cache at once."""
-        for presented, (principal, _) in list(self._keys.items()):
-            if principal.key_id == key_id:
-                self._keys.pop(presented, None)
-
     def matchable_lists(self, organisation_id: int) -> frozenset[int]:
         now = time.monotonic()
         cached = self._matchable.get(organisation_id)

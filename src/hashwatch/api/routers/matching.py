@@ -85,8 +85,7 @@ async def match(request: Request, who: Matching) -> Response:
             lists_field = form.get("lists")
             wanted = _parse_list_ids(lists_field if isinstance(lists_field, str) else None)
             data = await _read_upload(upload, state)
-        allowed = await run_in_threadpool(_allowed_lists, state, who, wanted)
-        return await run_in_threadpool(_encoded, _match_media, state, who, data, allowed)
+        return await run_in_threadpool(_encoded, _match_media, state, who, data, wanted)
     if content_type not in ("application/json", ""):
         raise ApiError(
             415,
@@ -105,10 +104,8 @@ async def match(request: Request, who: Matching) -> Response:
             f"{len(parsed.hashes)} hashes in one request; the limit is {state.settings.max_batch}",
         )
     if len(parsed.hashes) <= 8:  # a single lookup costs less than a hop to the thread pool
-        allowed = _allowed_lists(state, who, parsed.lists)
-        return _encoded(_match_hashes, state, who, parsed, allowed)
-    allowed = await run_in_threadpool(_allowed_lists, state, who, parsed.lists)
-    return await run_in_threadpool(_encoded, _match_hashes, state, who, parsed, allowed)
+        return _encoded(_match_hashes, state, who, parsed)
+    return await run_in_threadpool(_encoded, _match_hashes, state, who, parsed)
 
 
 # --- work ------------------------------------------------------------------------------------
@@ -138,10 +135,9 @@ def _allowed_lists(state: ServiceState, who: Principal, wanted: list[int] | None
     return frozenset(wanted)
 
 
-def _match_hashes(
-    state: ServiceState, who: Principal, request: MatchIn, allowed: frozenset[int]
-) -> dict[str, Any]:
+def _match_hashes(state: ServiceState, who: Principal, request: MatchIn) -> dict[str, Any]:
     matcher = _matcher(state)
+    allowed = _allowed_lists(state, who, request.lists)
     at = utcnow()
     # Validate every item first: one bad hash rejects the request, naming each bad item.
     groups: dict[str, list[int]] = {}
@@ -201,9 +197,10 @@ def _match_hashes(
 
 
 def _match_media(
-    state: ServiceState, who: Principal, data: bytes, allowed: frozenset[int]
+    state: ServiceState, who: Principal, data: bytes, wanted: list[int] | None
 ) -> dict[str, Any]:
     matcher = _matcher(state)
+    allowed = _allowed_lists(state, who, wanted)
     at = utcnow()
     media = _hash(data, state)
     report = matcher.match_media(media, lists=allowed)
