@@ -111,6 +111,30 @@ def test_a_list_imported_from_csv_matches_reencoded_copies_and_not_others(
         assert match["source"] == "hotline" and match["distance"] <= 31
 
 
+def test_variants_through_the_cli(
+    store_url: str, tmp_path: Path, photo_dir: Path, photos: dict[str, np.ndarray]
+) -> None:
+    (coffee,) = lines(run("hash", str(photo_dir / "coffee.png"), "--variants", "dihedral").stdout)
+    assert len(coffee["pdq_variants"]) == 7 and coffee["pdq_variants"][0]["variant"] == "rotate-90"
+    assert (
+        run("lists", "create", "turns", "--variants", "dihedral", "--db", store_url).exit_code == 0
+    )
+    csv_file = tmp_path / "list.csv"
+    csv_file.write_text(f"signal_type,value\npdq,{coffee['pdq']}\n")
+    assert run("lists", "import", "turns", str(csv_file), "--db", store_url).exit_code == 0
+    mirrored = tmp_path / "mirrored.jpg"
+    mirrored.write_bytes(encode(np.ascontiguousarray(photos["coffee"][:, ::-1]), "JPEG"))
+    (found,) = lines(run("match", str(mirrored), "--db", store_url).stdout)
+    assert [(m["list"], m["variant"]) for m in found["matches"]] == [("turns", "flip-horizontal")]
+    (plain,) = lines(run("match", str(mirrored), "--variants", "none", "--db", store_url).stdout)
+    assert plain["matches"] == []
+    updated = run("lists", "update", "turns", "--variants", "none", "--db", store_url)
+    assert lines(updated.stdout)[0]["variants"] == []
+    assert lines(run("match", str(mirrored), "--db", store_url).stdout)[0]["matches"] == []
+    bad = run("lists", "update", "turns", "--variants", "sideways", "--db", store_url)
+    assert bad.exit_code == 1 and "unknown variant kind 'sideways'" in bad.output
+
+
 def test_list_lifecycle_through_the_cli(store_url: str, tmp_path: Path) -> None:
     db = ("--db", store_url)
     value = "ab" * 32

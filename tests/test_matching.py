@@ -73,6 +73,7 @@ def test_altered_copies_match_and_explain_themselves(
             "category": "A1",
             "labels": ["age:4-8"],
             "source": "IWF",
+            "variant": "original",
         }
 
 

@@ -12,7 +12,7 @@ import io
 import json
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -135,11 +135,20 @@ def hash_command(
     max_bytes: MaxBytes = None,
     max_pixels: MaxPixels = None,
     full_resolution: FullResolution = False,
+    variants: Annotated[
+        str,
+        typer.Option(
+            help="Also hash these variants of each image, comma-separated: dihedral (rotations "
+            "and flips), trim (uniform borders cut off), or none. Printed as pdq_variants."
+        ),
+    ] = "none",
 ) -> None:
     """Print every hash of each file as one JSON line: path, md5, sha1, sha256, pdq, pdq_quality."""
     limits = _limits(max_bytes, max_pixels, full_resolution)
+    with _domain_errors():
+        kinds = lists.parse_variants([variants])
     failed = 0
-    for result in _hash_with_progress(paths, limits, workers):
+    for result in _hash_with_progress(paths, limits, workers, kinds):
         _emit(result.to_json())
         failed += not result.ok
     if failed:
@@ -167,6 +176,14 @@ def match_command(
     max_bytes: MaxBytes = None,
     max_pixels: MaxPixels = None,
     full_resolution: FullResolution = False,
+    variants: Annotated[
+        str,
+        typer.Option(
+            help="Kinds of variant of each image to match, comma-separated: dihedral (rotations "
+            "and flips), trim (uniform borders cut off), or none. Each matches only the lists "
+            "that take it (lists create --variants)."
+        ),
+    ] = "dihedral,trim",
     db: Db = None,
     org: Org = DEFAULT_ORGANISATION,
 ) -> None:
@@ -175,6 +192,7 @@ def match_command(
         raise typer.BadParameter("give at least one PATH or --hash")
     limits = _limits(max_bytes, max_pixels, full_resolution)
     with _domain_errors():
+        kinds = lists.parse_variants([variants])
         queries = [_parse_hash_option(text) for text in hashes or []]
         store = open_store(db)
         with store.session() as session:
@@ -191,7 +209,7 @@ def match_command(
             report = matcher.match_value(kind, value)
             _emit({"hash": text.strip(), "matches": [m.to_json() for m in report.matches]})
     failed = 0
-    for result in _hash_with_progress(paths or [], limits, workers):
+    for result in _hash_with_progress(paths or [], limits, workers, kinds):
         report = matcher.match_media(result, quality_floor)
         line: dict[str, Any] = {
             "path": result.path,
@@ -218,6 +236,13 @@ def lists_create(
         list[str] | None,
         typer.Option("--threshold", help="Match threshold as SIGNAL_TYPE=DISTANCE, e.g. pdq=31."),
     ] = None,
+    variants: Annotated[
+        str,
+        typer.Option(
+            help="Kinds of variant of a query image that match this list, comma-separated: "
+            "dihedral (rotations and flips), trim (uniform borders cut off), or none."
+        ),
+    ] = "dihedral,trim",
     db: Db = None,
     org: Org = DEFAULT_ORGANISATION,
 ) -> None:
@@ -226,7 +251,13 @@ def lists_create(
         owner = get_or_create_organisation(session, org)
         thresholds = lists.parse_thresholds(threshold or [])
         hash_list = lists.create_list(
-            session, owner, name, _actor(), description=description, thresholds=thresholds
+            session,
+            owner,
+            name,
+            _actor(),
+            description=description,
+            thresholds=thresholds,
+            variants=lists.parse_variants([variants]),
         )
         _emit(lists.list_summary(session, hash_list))
 
@@ -239,14 +270,22 @@ def lists_update(
         list[str] | None,
         typer.Option("--threshold", help="Set a threshold as SIGNAL_TYPE=DISTANCE (repeatable)."),
     ] = None,
+    variants: Annotated[
+        str | None,
+        typer.Option(
+            help="Kinds of query variant that match the list: dihedral, trim, both "
+            "(dihedral,trim) or none."
+        ),
+    ] = None,
     db: Db = None,
     org: Org = DEFAULT_ORGANISATION,
 ) -> None:
-    """Change a list's description or match thresholds."""
+    """Change a list's description, match thresholds or variant kinds."""
     with _store_session(db) as session:
         hash_list = lists.get_list(session, get_or_create_organisation(session, org), name)
         thresholds = lists.parse_thresholds(threshold or [])
-        lists.update_list(session, hash_list, _actor(), description, thresholds)
+        kinds = None if variants is None else lists.parse_variants([variants])
+        lists.update_list(session, hash_list, _actor(), description, thresholds, kinds)
         _emit(lists.list_summary(session, hash_list))
 
 
@@ -754,12 +793,12 @@ def _parse_hash_option(text: str) -> tuple[str, str]:
 
 
 def _hash_with_progress(
-    paths: list[Path], limits: MediaLimits, workers: int | None
+    paths: list[Path], limits: MediaLimits, workers: int | None, variants: Sequence[str] = ()
 ) -> Iterator[MediaHashes]:
     files = list(iter_media_paths(paths))
     with _progress() as progress:
         task = progress.add_task("hashing", total=len(files))
-        for result in hash_files(files, limits, workers):
+        for result in hash_files(files, limits, workers, variants):
             progress.advance(task)
             yield result
 

@@ -11,7 +11,7 @@ saying why it has no perceptual hash, so a video or a damaged file can still mat
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +21,7 @@ from hashwatch.errors import MediaError
 from hashwatch.media import MediaLimits, check_byte_count, decode_rgb
 from hashwatch.signals import BytesSignalType, PixelSignalType, all_signal_types
 from hashwatch.tuning import tune_allocator
+from hashwatch.variants import VariantHash
 
 __all__ = ["MediaHashes", "hash_bytes", "hash_file", "hash_files", "iter_media_paths"]
 
@@ -35,6 +36,9 @@ class MediaHashes:
     error: str | None = None
     #: The error itself, for shells that answer each kind differently (the HTTP API).
     failure: MediaError | None = field(default=None, compare=False, repr=False)
+    #: Per perceptual signal type, the hashes of the media's variants (rotations and flips, the
+    #: image with its borders trimmed) when asked for; the original's hash is in `hashes`.
+    variants: dict[str, tuple[VariantHash, ...]] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -48,13 +52,26 @@ class MediaHashes:
                 out[signal_type.name] = self.hashes[signal_type.name]
             if signal_type.name in self.quality:
                 out[f"{signal_type.name}_quality"] = self.quality[signal_type.name]
+        for name, found in self.variants.items():
+            out[f"{name}_variants"] = [
+                {"variant": v.variant, "value": v.value, "quality": v.quality} for v in found
+            ]
         if self.error is not None:
             out["error"] = self.error
         return out
 
 
-def hash_bytes(data: bytes, limits: MediaLimits, path: str | None = None) -> MediaHashes:
-    """Every hash of `data`. Bad input is reported in the result's `error`, never raised."""
+def hash_bytes(
+    data: bytes,
+    limits: MediaLimits,
+    path: str | None = None,
+    variants: Collection[str] = (),
+) -> MediaHashes:
+    """Every hash of `data`. Bad input is reported in the result's `error`, never raised.
+
+    `variants`: the kinds of variant to hash as well ("dihedral", "trim"; hashwatch.variants),
+    from the same decoded pixels.
+    """
     try:
         check_byte_count(len(data), limits)
     except MediaError as exc:
@@ -66,6 +83,7 @@ def hash_bytes(data: bytes, limits: MediaLimits, path: str | None = None) -> Med
             hasher.update(data)
             hashes[signal_type.name] = hasher.hexdigest()
     quality: dict[str, int] = {}
+    found: dict[str, tuple[VariantHash, ...]] = {}
     pixel_types = [t for t in all_signal_types() if issubclass(t, PixelSignalType)]
     if pixel_types:
         try:
@@ -73,14 +91,22 @@ def hash_bytes(data: bytes, limits: MediaLimits, path: str | None = None) -> Med
         except MediaError as exc:
             return MediaHashes(path=path, hashes=hashes, error=str(exc), failure=exc)
         for pixel_type in pixel_types:
-            value, score = pixel_type.hash_pixels(rgb)
+            if variants:
+                original, *others = pixel_type.hash_variants(rgb, variants)
+                value, score = original.value, original.quality
+                if others:
+                    found[pixel_type.name] = tuple(others)
+            else:
+                value, score = pixel_type.hash_pixels(rgb)
             hashes[pixel_type.name] = value
             quality[pixel_type.name] = score
-    return MediaHashes(path=path, hashes=hashes, quality=quality)
+    return MediaHashes(path=path, hashes=hashes, quality=quality, variants=found)
 
 
-def hash_file(path: str | os.PathLike[str], limits: MediaLimits) -> MediaHashes:
-    """Every hash of the file at `path`, reading it once."""
+def hash_file(
+    path: str | os.PathLike[str], limits: MediaLimits, variants: Collection[str] = ()
+) -> MediaHashes:
+    """Every hash of the file at `path`, reading it once (`variants` as for hash_bytes)."""
     name = os.fspath(path)
     try:
         with open(name, "rb") as handle:
@@ -92,15 +118,18 @@ def hash_file(path: str | os.PathLike[str], limits: MediaLimits) -> MediaHashes:
         return MediaHashes(path=name, error=str(exc), failure=exc)
     except OSError as exc:
         return MediaHashes(path=name, error=f"could not read file: {exc.strerror or exc}")
-    return hash_bytes(data, limits, path=name)
+    return hash_bytes(data, limits, path=name, variants=variants)
 
 
-def _hash_file_task(args: tuple[str, MediaLimits]) -> MediaHashes:
+def _hash_file_task(args: tuple[str, MediaLimits, tuple[str, ...]]) -> MediaHashes:
     return hash_file(*args)
 
 
 def hash_files(
-    paths: Iterable[str | os.PathLike[str]], limits: MediaLimits, workers: int | None = None
+    paths: Iterable[str | os.PathLike[str]],
+    limits: MediaLimits,
+    workers: int | None = None,
+    variants: Collection[str] = (),
 ) -> Iterator[MediaHashes]:
     """Hash files in order, in `workers` processes (default: one per core).
 
@@ -110,12 +139,14 @@ def hash_files(
     workers = workers or os.cpu_count() or 1
     if workers <= 1 or len(names) < 2 * workers:
         for name in names:
-            yield hash_file(name, limits)
+            yield hash_file(name, limits, variants)
         return
     # Processes, not threads: decoding and PDQ hold the GIL for most of their time.
     with ProcessPoolExecutor(max_workers=workers, initializer=tune_allocator) as pool:
         chunksize = max(1, min(16, len(names) // (workers * 4)))
-        yield from pool.map(_hash_file_task, [(n, limits) for n in names], chunksize=chunksize)
+        yield from pool.map(
+            _hash_file_task, [(n, limits, tuple(variants)) for n in names], chunksize=chunksize
+        )
 
 
 def iter_media_paths(paths: Iterable[str | os.PathLike[str]]) -> Iterator[str]:

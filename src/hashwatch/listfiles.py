@@ -139,9 +139,7 @@ def import_file(
     )
 
 
-def write_entries(
-    out: IO[str], entries: Iterable[ListEntry], fmt: str, header: bool = True
-) -> int:
+def write_entries(out: IO[str], entries: Iterable[ListEntry], fmt: str, header: bool = True) -> int:
     """Write entries in an import format (round-trips through read_entries); return the count.
 
     `header=False` leaves out the CSV header, for the second and later pieces of a stream."""

@@ -37,6 +37,7 @@ from hashwatch.errors import (
 from hashwatch.signals import all_signal_types, get_signal_type, parse_typed_value
 from hashwatch.store.models import (
     CATEGORIES,
+    VARIANT_KINDS,
     ChangeKind,
     HashList,
     ListEntry,
@@ -62,10 +63,12 @@ __all__ = [
     "parse_category",
     "parse_labels",
     "parse_thresholds",
+    "parse_variants",
     "revoke",
     "revoke_entry",
     "thresholds_for",
     "update_list",
+    "variants_for",
 ]
 
 MAX_LABELS = 32
@@ -232,6 +235,28 @@ def parse_thresholds(items: Sequence[str]) -> dict[str, int]:
     return thresholds
 
 
+def parse_variants(items: Sequence[str]) -> list[str]:
+    """Kinds of query variant a list matches, from names such as "dihedral" or "trim"; "none" or
+    nothing for none. Unknown names are an InvalidInput naming the known ones."""
+    chosen: set[str] = set()
+    for item in items:
+        for name in (part.strip().lower() for part in item.split(",")):
+            if not name or name == "none":
+                continue
+            if name not in VARIANT_KINDS:
+                raise InvalidInput(
+                    f"unknown variant kind {name!r}; choose from {', '.join(VARIANT_KINDS)} or none"
+                )
+            chosen.add(name)
+    return [kind for kind in VARIANT_KINDS if kind in chosen]
+
+
+def variants_for(hash_list: HashList) -> frozenset[str]:
+    """The kinds of query variant that match this list."""
+    stored = hash_list.variants
+    return frozenset(VARIANT_KINDS if stored is None else stored)
+
+
 def thresholds_for(hash_list: HashList) -> dict[str, int]:
     """The threshold in force for every signal type on this list."""
     return {
@@ -250,7 +275,9 @@ def create_list(
     actor: str,
     description: str = "",
     thresholds: dict[str, int] | None = None,
+    variants: Sequence[str] | None = None,
 ) -> HashList:
+    """A new, empty list. `variants`: the kinds of query variant it matches (default: all)."""
     clean = name.strip()
     if not clean or len(clean) > MAX_NAME_LENGTH:
         raise InvalidInput(f"list name must be 1 to {MAX_NAME_LENGTH} characters")
@@ -261,11 +288,19 @@ def create_list(
         name=clean,
         description=description.strip(),
         thresholds=dict(thresholds or {}),
+        variants=list(VARIANT_KINDS) if variants is None else list(variants),
         last_seq=0,
     )
     session.add(hash_list)
     session.flush()
-    audit.record(session, actor, "list.create", hash_list, thresholds=hash_list.thresholds)
+    audit.record(
+        session,
+        actor,
+        "list.create",
+        hash_list,
+        thresholds=hash_list.thresholds,
+        variants=hash_list.variants,
+    )
     return hash_list
 
 
@@ -275,6 +310,7 @@ def update_list(
     actor: str,
     description: str | None = None,
     thresholds: dict[str, int] | None = None,
+    variants: Sequence[str] | None = None,
     *,
     from_origin: bool = False,
 ) -> HashList:
@@ -287,6 +323,9 @@ def update_list(
         # A new dict, so the JSON column sees the change.
         hash_list.thresholds = {**hash_list.thresholds, **thresholds}
         changed["thresholds"] = hash_list.thresholds
+    if variants is not None and list(variants) != hash_list.variants:
+        hash_list.variants = list(variants)
+        changed["variants"] = hash_list.variants
     if changed:
         hash_list.updated_at = utcnow()
         session.flush()
@@ -352,6 +391,7 @@ def list_summary(session: Session, hash_list: HashList) -> dict[str, Any]:
         "name": hash_list.name,
         "description": hash_list.description,
         "thresholds": thresholds_for(hash_list),
+        "variants": sorted(variants_for(hash_list)),
         "entries": active,
         "revoked": revoked_count,
         "by_signal_type": dict(sorted(by_type.items())),

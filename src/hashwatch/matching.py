@@ -48,10 +48,11 @@ from sqlalchemy.orm import Session
 from hashwatch.errors import InvalidHash, InvalidInput, ListNotFound, UnknownSignalType
 from hashwatch.hashing import MediaHashes
 from hashwatch.index import ExactIndex, HammingIndex
-from hashwatch.lists import Change, changes, thresholds_for
+from hashwatch.lists import Change, changes, thresholds_for, variants_for
 from hashwatch.signals import PixelSignalType, SignalType, all_signal_types, get_signal_type
 from hashwatch.signals.pdq import MIN_QUALITY
-from hashwatch.store.models import ChangeKind, HashList, ListEntry
+from hashwatch.store.models import VARIANT_KINDS, ChangeKind, HashList, ListEntry
+from hashwatch.variants import VariantHash
 
 __all__ = ["Match", "MatchReport", "Matcher", "RefreshResult"]
 
@@ -65,7 +66,11 @@ _MERGE_AT = 50_000
 
 IdArray = npt.NDArray[np.int64]
 ThresholdArray = npt.NDArray[np.int32]
+KindArray = npt.NDArray[np.uint8]  # masks of _KIND_BITS
 Hits = list[tuple[int, int]]  # (entry position, distance)
+
+#: Each kind of query variant as one bit of a mask.
+_KIND_BITS = {kind: 1 << i for i, kind in enumerate(VARIANT_KINDS)}
 
 
 @dataclass(frozen=True)
@@ -79,6 +84,9 @@ class Match:
     category: str | None
     labels: tuple[str, ...]
     source: str
+    #: Which hash of the query matched: "original", or a variant such as "rotate-90" or
+    #: "trimmed" (hashwatch.variants) when the media was matched with its variants.
+    variant: str = "original"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -91,6 +99,7 @@ class Match:
             "category": self.category,
             "labels": list(self.labels),
             "source": self.source,
+            "variant": self.variant,
         }
 
 
@@ -175,13 +184,19 @@ class _HeldList:
     name: str
     created_at: datetime
     thresholds: dict[str, int]
+    variants: int  # the kinds of query variant it matches, as a mask of _KIND_BITS
     seq: int  # complete up to this sequence number of the list's feed
     dropped: bool = False
 
     @classmethod
     def of(cls, hash_list: HashList, seq: int) -> _HeldList:
         return cls(
-            hash_list.id, hash_list.name, hash_list.created_at, thresholds_for(hash_list), seq
+            hash_list.id,
+            hash_list.name,
+            hash_list.created_at,
+            thresholds_for(hash_list),
+            _kinds_mask(variants_for(hash_list)),
+            seq,
         )
 
 
@@ -196,7 +211,8 @@ def _room(array: npt.NDArray[Any], size: int) -> npt.NDArray[Any]:
 
 class _PixelIndex:
     """One perceptual signal type: a Hamming index of codes and, by index id, each code's entry
-    position, list id and list threshold (-1 once removed).
+    position, list id, list threshold (-1 once removed) and the kinds of query variant its list
+    matches (a mask of _KIND_BITS).
 
     The arrays have room beyond the index's size; ids from the index only reach the filled part.
     Entry positions only grow, so the positions array is sorted.
@@ -208,12 +224,14 @@ class _PixelIndex:
         positions: IdArray,
         list_ids: IdArray,
         thresholds: ThresholdArray,
+        kinds: KindArray,
     ) -> None:
         self.index = HammingIndex(codes) if len(codes) else HammingIndex()
         self._count = len(positions)
         self._positions = positions
         self._list_ids = list_ids
         self._thresholds = thresholds
+        self._kinds = kinds
         self._widest = -1
         self._widen()
 
@@ -224,19 +242,27 @@ class _PixelIndex:
             np.zeros(0, dtype=np.int64),
             np.zeros(0, dtype=np.int64),
             np.zeros(0, dtype=np.int32),
+            np.zeros(0, dtype=np.uint8),
         )
 
     def add(
-        self, codes: npt.NDArray[np.uint8], positions: IdArray, list_id: int, threshold: int
+        self,
+        codes: npt.NDArray[np.uint8],
+        positions: IdArray,
+        list_id: int,
+        threshold: int,
+        kinds: int,
     ) -> None:
         first = self.index.add(codes)
         stop = first + len(positions)
         self._positions = _room(self._positions, stop)
         self._list_ids = _room(self._list_ids, stop)
         self._thresholds = _room(self._thresholds, stop)
+        self._kinds = _room(self._kinds, stop)
         self._positions[first:stop] = positions
         self._list_ids[first:stop] = list_id
         self._thresholds[first:stop] = threshold
+        self._kinds[first:stop] = kinds
         self._count = stop
         self._widest = max(self._widest, threshold)
 
@@ -263,12 +289,21 @@ class _PixelIndex:
         live[(self._list_ids[: self._count] == list_id) & (live >= 0)] = threshold
         self._widen()
 
+    def set_kinds(self, list_id: int, kinds: int) -> None:
+        self._kinds[: self._count][self._list_ids[: self._count] == list_id] = kinds
+
     def _widen(self) -> None:
         self._widest = int(self._thresholds[: self._count].max()) if self._count else -1
 
-    def search(self, codes: npt.NDArray[np.uint8], lists: IdArray | None) -> list[Hits]:
+    def search(
+        self,
+        codes: npt.NDArray[np.uint8],
+        lists: IdArray | None,
+        needs: KindArray | None = None,
+    ) -> list[Hits]:
         """Per query: (entry position, distance) of every entry within its own list's threshold,
-        of the lists in `lists` (sorted ids; None for all)."""
+        of the lists in `lists` (sorted ids; None for all). `needs`, per query, the kinds of
+        variant it is (0 for an original hash): a variant matches only lists that take them."""
         if self._widest < 0:
             return [[] for _ in range(len(codes))]
         found = self.index.search(codes, max_distance=self._widest)
@@ -280,11 +315,13 @@ class _PixelIndex:
         keep = distances <= self._thresholds[ids]
         if lists is not None:
             keep &= _member(self._list_ids[ids], lists)
+        owners = np.repeat(np.arange(len(found)), [len(f[0]) for f in found])
+        if needs is not None and needs.any():
+            keep &= (needs[owners] & ~self._kinds[ids]) == 0
         positions = self._positions[ids[keep]].tolist()
         kept = distances[keep].tolist()
         if len(found) == 1:
             return [list(zip(positions, kept, strict=True))]
-        owners = np.repeat(np.arange(len(found)), [len(f[0]) for f in found])
         bounds = np.searchsorted(owners[keep], np.arange(len(found) + 1)).tolist()
         return [list(zip(positions[a:b], kept[a:b], strict=True)) for a, b in pairwise(bounds)]
 
@@ -526,7 +563,11 @@ class Matcher:
             held_ids, inverse = np.unique(owner_ids, return_inverse=True)
             per_list = [held_of[int(i)].thresholds[name] for i in held_ids]
             thresholds = np.asarray(per_list, dtype=np.int32)[inverse.reshape(-1)]
-            self._pixel[name] = _PixelIndex(codes, np.concatenate(positions), owner_ids, thresholds)
+            masks = [held_of[int(i)].variants for i in held_ids]
+            taken = np.asarray(masks, dtype=np.uint8)[inverse.reshape(-1)]
+            self._pixel[name] = _PixelIndex(
+                codes, np.concatenate(positions), owner_ids, thresholds, taken
+            )
 
     # --- keeping current -------------------------------------------------------------------
 
@@ -555,7 +596,11 @@ class Matcher:
                     with self._lock.writing():
                         held = self._lists[hash_list.id] = _HeldList.of(hash_list, 0)
                     new.add(held.id)
-                elif hash_list.name != held.name or thresholds_for(hash_list) != held.thresholds:
+                elif (
+                    hash_list.name != held.name
+                    or thresholds_for(hash_list) != held.thresholds
+                    or _kinds_mask(variants_for(hash_list)) != held.variants
+                ):
                     self._configure(held, hash_list)
                     updated.add(held.id)
                 while held.seq < hash_list.last_seq:
@@ -577,15 +622,19 @@ class Matcher:
             )
 
     def _configure(self, held: _HeldList, hash_list: HashList) -> None:
-        """Take a list's new name and thresholds; a threshold applies to entries held."""
+        """Take a list's new name, thresholds and variant kinds; they apply to entries held."""
         thresholds = thresholds_for(hash_list)
+        kinds = _kinds_mask(variants_for(hash_list))
         with self._lock.writing():
             held.name = hash_list.name
             for name, pixel in self._pixel.items():
                 threshold = thresholds.get(name)
                 if threshold is not None and threshold != held.thresholds.get(name):
                     pixel.set_threshold(held.id, threshold)
+                if kinds != held.variants:
+                    pixel.set_kinds(held.id, kinds)
             held.thresholds = thresholds
+            held.variants = kinds
 
     def _drop(self, held: _HeldList) -> None:
         """Forget a deleted list: none of its entries match from the first lock on."""
@@ -639,7 +688,7 @@ class Matcher:
                 if pixel is None:
                     pixel = self._pixel[name] = _PixelIndex.empty()
                 threshold = held.thresholds.get(name, get_signal_type(name).default_threshold)
-                pixel.add(code_array, positions, held.id, threshold)
+                pixel.add(code_array, positions, held.id, threshold, held.variants)
             for name, pairs in prepared.exact.items():
                 self._exact.setdefault(name, ExactIndex()).add_many(pairs)
             for name, positions in revoked.items():
@@ -746,14 +795,71 @@ class Matcher:
         quality_floor: int = MIN_QUALITY,
         lists: Collection[int] | None = None,
     ) -> MatchReport:
-        """Match every hash of one file; matches of all signal types, best first."""
+        """Match every hash of one file; matches of all signal types, best first.
+
+        Where the media was hashed with variants (its rotations and flips, its trimmed form),
+        they are matched too, each against the lists that take its kind; an entry matched by
+        several hashes is reported once, by the closest (the original on a tie).
+        """
         matches: list[Match] = []
         skipped: list[str] = []
         for name, value in media.hashes.items():
-            report = self.match_value(name, value, media.quality.get(name), quality_floor, lists)
+            quality = media.quality.get(name)
+            extra = media.variants.get(name)
+            if extra:
+                report = self._match_variants(name, value, quality, extra, quality_floor, lists)
+            else:
+                report = self.match_value(name, value, quality, quality_floor, lists)
             matches.extend(report.matches)
             skipped.extend(report.skipped)
         return MatchReport(matches=sorted(matches, key=_rank), skipped=skipped)
+
+    def _match_variants(
+        self,
+        signal_type: str,
+        value: str,
+        quality: int | None,
+        variants: Sequence[VariantHash],
+        quality_floor: int,
+        lists: Collection[int] | None,
+    ) -> MatchReport:
+        kind = _kind(signal_type)
+        original = self._reports(kind, [kind.parse(value)], [quality], quality_floor, lists)[0]
+        if not issubclass(kind, PixelSignalType) or original.skipped:  # a near-uniform image: its variants are no better
+            return original
+        # A variant below the floor (a trimmed image can be nearly uniform) is left out quietly:
+        # it is an extra attempt, not the media's hash.
+        chosen = [v for v in variants if v.quality >= quality_floor]
+        if not chosen:
+            return original
+        packed = b"".join(kind.to_bytes(kind.parse(v.value)) for v in chosen)
+        codes = np.frombuffer(packed, dtype=np.uint8).reshape(len(chosen), -1)
+        needs = np.asarray([_variant_needs(v.variant) for v in chosen], dtype=np.uint8)
+        wanted = None if lists is None else np.unique(np.fromiter(lists, np.int64))
+        best: dict[int, tuple[int, int]] = {}  # entry position -> (distance, variant order)
+        self._lock.acquire_read()
+        try:
+            pixel = self._pixel.get(kind.name)
+            if pixel is None:
+                return original
+            for order, hits in enumerate(pixel.search(codes, wanted, needs), start=1):
+                for position, distance in hits:
+                    if best.get(position, (distance + 1, 0)) > (distance, order):
+                        best[position] = (distance, order)
+            names = [v.variant for v in chosen]
+            extra = self._matches(
+                [(p, d) for p, (d, _) in best.items()],
+                None,
+                [names[order - 1] for _, order in best.values()],
+            )
+        finally:
+            self._lock.release_read()
+        closest = {m.entry_id: m for m in original.matches}
+        for match in extra:
+            held = closest.get(match.entry_id)
+            if held is None or match.distance < held.distance:
+                closest[match.entry_id] = match
+        return MatchReport(matches=sorted(closest.values(), key=_rank))
 
     def _reports(
         self,
@@ -803,11 +909,17 @@ class Matcher:
                 self._lock.release_read()
         return [report for report in reports if report is not None]
 
-    def _matches(self, hits: Hits, allowed: frozenset[int] | None) -> list[Match]:
+    def _matches(
+        self,
+        hits: Hits,
+        allowed: frozenset[int] | None,
+        variants: Sequence[str] | None = None,
+    ) -> list[Match]:
         """Matches of the hits, best first; hits of dropped lists (an exact entry whose deleted
-        list is still being cleared out) and, where given, of lists not allowed are left out."""
+        list is still being cleared out) and, where given, of lists not allowed are left out.
+        `variants` names the query variant of each hit (default: all the original)."""
         matches: list[Match] = []
-        for position, distance in hits:
+        for i, (position, distance) in enumerate(hits):
             held = self._list_of[position]
             if held.dropped or (allowed is not None and held.id not in allowed):
                 continue
@@ -822,6 +934,7 @@ class Matcher:
                     category=self._categories[position],
                     labels=self._labels[position],
                     source=self._sources[position],
+                    variant="original" if variants is None else variants[i],
                 )
             )
         matches.sort(key=_rank)
@@ -844,6 +957,22 @@ def _collector_paused() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+def _kinds_mask(kinds: Collection[str]) -> int:
+    return sum(_KIND_BITS[kind] for kind in set(kinds) if kind in _KIND_BITS)
+
+
+def _variant_needs(variant: str) -> int:
+    """The kinds a list must take for a query variant to match it: "trimmed+rotate-90" needs
+    both, "trimmed" only trim, "rotate-90" only dihedral, "original" none."""
+    needs = 0
+    for part in variant.split("+"):
+        if part == "trimmed":
+            needs |= _KIND_BITS["trim"]
+        elif part != "original":
+            needs |= _KIND_BITS["dihedral"]
+    return needs
 
 
 def _kind(signal_type: str | type[SignalType]) -> type[SignalType]:

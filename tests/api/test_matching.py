@@ -66,6 +66,7 @@ def test_a_hash_batch_matches_with_every_explanation(service: Service) -> None:
         "category": "A",
         "labels": ["x"],
         "source": "s1",
+        "variant": "original",
     }
     assert second["matches"][0]["category"] == "B1"
     assert second["matches"][0]["distance"] == 0
@@ -231,3 +232,50 @@ def test_never_a_stack_trace(service: Service) -> None:
     )
     assert response.status_code in (200, 415, 422)
     assert "Traceback" not in response.text
+
+
+def test_a_turned_upload_matches_through_its_variant_unless_told_not_to(
+    service: Service, photos: dict[str, Any]
+) -> None:
+    reference = hash_bytes(encode(photos["coffee"], "PNG"), MediaLimits())
+    list_id = service.make_list(
+        "hotline", "verified", [{"signal_type": "pdq", "value": reference.hashes["pdq"]}]
+    )
+    mirrored = encode(np.ascontiguousarray(photos["coffee"][:, ::-1]), "JPEG", quality=90)
+    upload = {"file": ("m.jpg", mirrored, "image/jpeg")}
+    matched = service.post("/v1/match", "hotline", files=upload)
+    assert matched.status_code == 200, matched.text
+    (hit,) = matched.json()["matches"]
+    assert (hit["list_id"], hit["variant"]) == (list_id, "flip-horizontal")
+    plain = service.post("/v1/match", "hotline", files=upload, data={"variants": "none"})
+    assert plain.status_code == 200 and plain.json()["matches"] == []
+    bad = service.post("/v1/match", "hotline", files=upload, data={"variants": "sideways"})
+    assert bad.status_code == 400 and "sideways" in bad.json()["error"]["message"]
+    # The list's owner turns variants off for the list: the mirrored copy no longer matches.
+    patched = service.client.patch(
+        f"/v1/lists/{list_id}", json={"variants": []}, headers=service.headers("hotline")
+    )
+    assert patched.status_code == 200 and patched.json()["variants"] == []
+    service.refresh()
+    assert service.post("/v1/match", "hotline", files=upload).json()["matches"] == []
+
+
+def test_hashing_an_upload_can_return_its_variants(
+    service: Service, photos: dict[str, Any]
+) -> None:
+    image = encode(photos["coffee"], "JPEG", quality=90)
+    upload = {"file": ("c.jpg", image, "image/jpeg")}
+    plain = service.post("/v1/hash", "hotline", files=upload).json()
+    assert plain["variants"] == {}
+    both = service.post("/v1/hash", "hotline", files=upload, data={"variants": "dihedral"}).json()
+    names = [v["variant"] for v in both["variants"]["pdq"]]
+    assert names == [
+        "rotate-90",
+        "rotate-180",
+        "rotate-270",
+        "flip-vertical",
+        "flip-horizontal",
+        "transpose",
+        "transverse",
+    ]
+    assert both["hashes"] == plain["hashes"]

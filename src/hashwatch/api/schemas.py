@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -69,6 +69,10 @@ class MatchRecord(BaseModel):
     category: str | None
     labels: tuple[str, ...]
     source: str
+    variant: str = Field(
+        description='Which hash of the query matched: "original", or a variant of an uploaded '
+        'image such as "rotate-90", "flip-horizontal" or "trimmed".'
+    )
 
 
 class ItemResult(BaseModel):
@@ -83,9 +87,19 @@ class MatchOut(BaseModel):
     matched_items: int
 
 
+class VariantOut(BaseModel):
+    variant: str
+    value: str
+    quality: int
+
+
 class HashOut(BaseModel):
     hashes: dict[str, str]
     quality: dict[str, int]
+    variants: dict[str, list[VariantOut]] = Field(
+        default_factory=dict,
+        description="Per perceptual signal type, the hashes of the image's variants, when asked.",
+    )
     size: int
     error: str | None = Field(
         default=None, description="Why some hashes are missing (e.g. not an image: exact only)."
@@ -97,15 +111,25 @@ class MediaMatchOut(HashOut):
     skipped: list[str]
 
 
+VariantKind = Literal["dihedral", "trim"]
+_VARIANTS = (
+    "Which kinds of variant of an uploaded image match this list: dihedral (its rotations and "
+    "flips), trim (the image with uniform borders cut off). Both when a list is created without "
+    "saying; [] for none."
+)
+
+
 class ListIn(_Strict):
     name: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=4000)
     thresholds: dict[str, int] = Field(default_factory=dict, examples=[{"pdq": 31}])
+    variants: list[VariantKind] | None = Field(default=None, description=_VARIANTS)
 
 
 class ListPatch(_Strict):
     description: str | None = Field(default=None, max_length=4000)
     thresholds: dict[str, int] | None = None
+    variants: list[VariantKind] | None = Field(default=None, description=_VARIANTS)
 
 
 class ListOut(BaseModel):
@@ -115,6 +139,7 @@ class ListOut(BaseModel):
     access: str
     description: str
     thresholds: dict[str, int]
+    variants: list[str]
     entries: int
     revoked: int
     by_signal_type: dict[str, int]

@@ -55,7 +55,7 @@ _MAX_PROBES = 20_000
 #: A candidate read at random costs about as much as scanning this many codes in order
 #: (measured here: about 24 ns against 4.5 ns).
 _CANDIDATE_COST = 5.0
-_NO_OWNERS = np.zeros(0, dtype=np.int64)  # a single query's candidates need no owner
+_ONE_QUERY = np.ones(1, dtype=np.int64)  # verifying one query's candidates: counts unused
 #: Queries handled per vectorised batch: bounds the temporary memory of a large batch.
 _BATCH = 128
 #: Rows per block when scanning.
@@ -332,7 +332,7 @@ class HammingIndex:
             if int(lengths.sum()) * _CANDIDATE_COST <= len(self._first_id):
                 candidates = self._perm[_expand(starts, lengths)].astype(np.int64)
                 rows, distances = _verify(
-                    self._words, candidates, words[:, None], _NO_OWNERS, max_distance
+                    self._words, candidates, words[:, None], _ONE_QUERY, max_distance
                 )
                 codes, first = np.unique(rows, return_index=True)
                 return codes, distances[first]
@@ -395,14 +395,14 @@ class HammingIndex:
         per_query = lengths.sum(axis=1)
         to_scan = per_query * _CANDIDATE_COST > len(self._first_id)
         probing = np.flatnonzero(~to_scan)
-        lengths = lengths[probing].ravel()
-        positions = _expand(starts[probing].ravel().astype(np.int64), lengths)
+        positions = _expand(starts[probing].ravel().astype(np.int64), lengths[probing].ravel())
         candidates = self._perm[positions].astype(np.int64)
-        owners = np.repeat(probing, per_query[probing])
+        counts = per_query[probing]
         keep, distances = _verify_positions(
-            self._words, candidates, query_words, owners, max_distance
+            self._words, candidates, query_words[:, probing], counts, max_distance
         )
-        return owners[keep], candidates[keep], distances, to_scan
+        owners = np.repeat(probing, counts)[keep]
+        return owners, candidates[keep], distances, to_scan
 
     def _scan_pending(
         self, query_words: Words, max_distance: int
@@ -584,38 +584,42 @@ def _popcount_sum(columns: list[npt.NDArray[np.uint64]]) -> npt.NDArray[np.uint1
 
 
 def _verify_positions(
-    words: Words, rows: IdArray, query_words: Words, owners: IdArray, max_distance: int
+    words: Words, rows: IdArray, query_words: Words, counts: IdArray, max_distance: int
 ) -> tuple[IdArray, DistanceArray]:
     """Which candidates (positions into `rows`) are within max_distance of their query.
+
+    `rows` holds each query's candidates in turn, `counts[q]` of them for query q.
 
     Two of the four words first: a candidate that is not a match almost always differs in more
     than max_distance of those 128 bits already (64 on average), so only the few that remain
     read their other two words. Reading codes at random is the cost of a search; this halves it.
+    The queries' words are repeated rather than gathered by owner: four times faster.
     """
-    single = query_words.shape[1] == 1
+    single = len(counts) == 1
 
-    def part(w: int, at: IdArray | None) -> npt.NDArray[np.uint64]:
-        """Word w of each candidate (of those at `at`, or all) XOR its query's word w."""
-        chosen_rows = rows if at is None else rows[at]
-        if single:
-            query: np.uint64 | npt.NDArray[np.uint64] = query_words[w, 0]
-        else:
-            query = np.take(query_words[w], owners if at is None else owners[at])
-        result: npt.NDArray[np.uint64] = np.take(words[w], chosen_rows) ^ query
-        return result
+    def query_word(w: int) -> np.uint64 | npt.NDArray[np.uint64]:
+        return query_words[w, 0] if single else np.repeat(query_words[w], counts)
 
-    first_half = _popcount_sum([part(0, None), part(1, None)])
+    first_half = _popcount_sum(
+        [np.take(words[0], rows) ^ query_word(0), np.take(words[1], rows) ^ query_word(1)]
+    )
     keep = np.flatnonzero(first_half <= max_distance)
-    total = first_half[keep] + _popcount_sum([part(2, keep), part(3, keep)])
+    kept = rows[keep]
+    if single:
+        rest = [np.take(words[w], kept) ^ query_words[w, 0] for w in (2, 3)]
+    else:
+        owners = np.repeat(np.arange(len(counts)), counts)[keep]
+        rest = [np.take(words[w], kept) ^ np.take(query_words[w], owners) for w in (2, 3)]
+    total = first_half[keep] + _popcount_sum(rest)
     close = total <= max_distance
     return keep[close], total[close].astype(np.int32)
 
 
 def _verify(
-    words: Words, rows: IdArray, query_words: Words, owners: IdArray, max_distance: int
+    words: Words, rows: IdArray, query_words: Words, counts: IdArray, max_distance: int
 ) -> tuple[IdArray, DistanceArray]:
     """The candidate rows within max_distance of their query, and their distances."""
-    keep, distances = _verify_positions(words, rows, query_words, owners, max_distance)
+    keep, distances = _verify_positions(words, rows, query_words, counts, max_distance)
     return rows[keep], distances
 
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 import hashlib
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Collection
 from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
 
 from hashwatch.errors import InvalidHash
+from hashwatch.variants import VariantHash
 
 __all__ = ["BytesSignalType", "ExactDigestSignalType", "PixelSignalType", "SignalType"]
 
@@ -106,6 +108,14 @@ class PixelSignalType(SignalType):
     @abstractmethod
     def hash_pixels(cls, rgb: npt.NDArray[np.uint8]) -> tuple[str, int]:
         """Hash an RGB image (height x width x 3, uint8); return (value, quality 0-100)."""
+
+    @classmethod
+    def hash_variants(cls, rgb: npt.NDArray[np.uint8], kinds: Collection[str]) -> list[VariantHash]:
+        """The image's hash ("original", first) and the hashes of those of its variants that
+        this signal type can search for, of the given kinds (hashwatch.variants). A type with
+        no variants returns the original alone."""
+        value, quality = cls.hash_pixels(rgb)
+        return [VariantHash("original", value, quality)]
 
     @classmethod
     def to_bytes(cls, value: str) -> bytes:

@@ -9,11 +9,14 @@ near-uniform images (blank frames, solid colours) produce unstable hashes that c
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 import numpy as np
 import numpy.typing as npt
 import pdqhash
 
 from hashwatch.signals.base import PixelSignalType
+from hashwatch.variants import VariantHash, query_variants
 
 __all__ = ["MIN_QUALITY", "PDQ"]
 
@@ -32,6 +35,10 @@ class PDQ(PixelSignalType):
     def hash_pixels(cls, rgb: npt.NDArray[np.uint8]) -> tuple[str, int]:
         bits, quality = pdqhash.compute(rgb)
         return bits_to_hex(bits), int(quality)
+
+    @classmethod
+    def hash_variants(cls, rgb: npt.NDArray[np.uint8], kinds: Collection[str]) -> list[VariantHash]:
+        return query_variants(rgb, dihedral="dihedral" in kinds, trim="trim" in kinds)
 
 
 def bits_to_hex(bits: npt.NDArray[np.integer]) -> str:

@@ -35,6 +35,7 @@ from sqlalchemy.types import TypeDecorator
 __all__ = [
     "ACCESS_LEVELS",
     "CATEGORIES",
+    "VARIANT_KINDS",
     "ApiKey",
     "AuditEvent",
     "Base",
@@ -49,6 +50,9 @@ __all__ = [
 
 #: UK scale (A, B, C) and US industry scale (A1, A2, B1, B2): the two grading vocabularies.
 CATEGORIES = ("A", "B", "C", "A1", "A2", "B1", "B2")
+
+#: The kinds of query variant a list can match (hashwatch.variants), all on by default.
+VARIANT_KINDS = ("dihedral", "trim")
 
 #: What a grant lets another organisation do with a list: "match" against it, or also "read" its
 #: entries (the change feed and exports, which a local copy needs).
@@ -111,6 +115,11 @@ class HashList(Base):
     description: Mapped[str] = mapped_column(Text, default="")
     #: Per-signal-type match thresholds that override each type's default, e.g. {"pdq": 31}.
     thresholds: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
+    #: Which kinds of query variant match this list (hashwatch.variants): "dihedral" (the
+    #: query's rotations and flips) and "trim" (the query with uniform borders cut off).
+    variants: Mapped[list[str]] = mapped_column(
+        JSON, default=lambda: list(VARIANT_KINDS), server_default='["dihedral", "trim"]'
+    )
     #: The sequence number of the list's latest change; the next change gets last_seq + 1.
     last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

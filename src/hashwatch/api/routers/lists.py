@@ -66,6 +66,7 @@ def create(request: Request, who: Writer, body: ListIn) -> dict[str, Any]:
             who.actor,
             description=body.description,
             thresholds=_thresholds(body.thresholds),
+            variants=body.variants,
         )
         out = _describe(session, hash_list, sharing.OWNER)
     state.forget_access()
@@ -80,13 +81,17 @@ def show(request: Request, who: Reader, list_id: ListId) -> dict[str, Any]:
 
 
 @router.patch(
-    "/{list_id}", summary="Change a list's description or thresholds", response_model=ListOut
+    "/{list_id}",
+    summary="Change a list's description, thresholds or variant kinds",
+    response_model=ListOut,
 )
 def update(request: Request, who: Writer, list_id: ListId, body: ListPatch) -> dict[str, Any]:
     with get_state(request).store.session() as session:
         hash_list, _ = sharing.visible_list(session, who.organisation_id, list_id, sharing.OWNER)
         thresholds = _thresholds(body.thresholds) if body.thresholds else None
-        lists.update_list(session, hash_list, who.actor, body.description, thresholds)
+        lists.update_list(
+            session, hash_list, who.actor, body.description, thresholds, body.variants
+        )
         return _describe(session, hash_list, sharing.OWNER)
 
 

@@ -6,7 +6,7 @@ import json
 from collections.abc import Callable, Collection
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, File, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -18,10 +18,11 @@ from hashwatch.api.schemas import MAX_ID, HashOut, MatchIn, MatchOut, MediaMatch
 from hashwatch.api.state import Principal, ServiceState
 from hashwatch.errors import ImportRejected, InvalidInput, LineError
 from hashwatch.hashing import MediaHashes, hash_bytes
+from hashwatch.lists import parse_variants
 from hashwatch.matching import Match, Matcher, MatchReport
 from hashwatch.media import check_byte_count
 from hashwatch.signals import get_signal_type
-from hashwatch.store.models import utcnow
+from hashwatch.store.models import VARIANT_KINDS, utcnow
 
 router = APIRouter(prefix="/v1", tags=["matching"])
 
@@ -35,6 +36,13 @@ _IMAGE_BODY = {
                 "properties": {
                     "file": {"type": "string", "format": "binary"},
                     "lists": {"type": "string", "description": "Comma-separated list ids"},
+                    "variants": {
+                        "type": "string",
+                        "description": "Kinds of variant of the image to hash and match, "
+                        "comma-separated: dihedral (rotations and flips), trim (borders cut "
+                        "off), or none. Matching: both by default, each against the lists "
+                        "that take it. Hashing: none by default.",
+                    },
                 },
                 "required": ["file"],
             }
@@ -49,11 +57,15 @@ _IMAGE_BODY = {
     response_model=HashOut,
 )
 async def hash_media(
-    request: Request, who: Matching, file: Annotated[UploadFile, File()]
+    request: Request,
+    who: Matching,
+    file: Annotated[UploadFile, File()],
+    variants: Annotated[str | None, Form()] = None,
 ) -> dict[str, Any]:
     state = get_state(request)
+    kinds = _parse_variants(variants, ())
     data = await _read_upload(file, state)
-    media = await run_in_threadpool(_hash, data, state)
+    media = await run_in_threadpool(_hash, data, state, kinds)
     return _media_json(media, len(data))
 
 
@@ -84,8 +96,12 @@ async def match(request: Request, who: Matching) -> Response:
                 )
             lists_field = form.get("lists")
             wanted = _parse_list_ids(lists_field if isinstance(lists_field, str) else None)
+            variants_field = form.get("variants")
+            kinds = _parse_variants(
+                variants_field if isinstance(variants_field, str) else None, VARIANT_KINDS
+            )
             data = await _read_upload(upload, state)
-        return await run_in_threadpool(_encoded, _match_media, state, who, data, wanted)
+        return await run_in_threadpool(_encoded, _match_media, state, who, data, wanted, kinds)
     if content_type not in ("application/json", ""):
         raise ApiError(
             415,
@@ -197,19 +213,23 @@ def _match_hashes(state: ServiceState, who: Principal, request: MatchIn) -> dict
 
 
 def _match_media(
-    state: ServiceState, who: Principal, data: bytes, wanted: list[int] | None
+    state: ServiceState,
+    who: Principal,
+    data: bytes,
+    wanted: list[int] | None,
+    kinds: tuple[str, ...],
 ) -> dict[str, Any]:
     matcher = _matcher(state)
     allowed = _allowed_lists(state, who, wanted)
     at = utcnow()
-    media = _hash(data, state)
+    media = _hash(data, state, kinds)
     report = matcher.match_media(media, lists=allowed)
     out = _media_json(media, len(data))
     out["matches"] = [m.to_json() for m in report.matches]
     out["skipped"] = report.skipped
     logged = [
-        {**record, "query": media.hashes.get(record["signal_type"])}
-        for record in _logged(0, None, report.matches)
+        {**record, "query": _query_value(media, match)}
+        for record, match in zip(_logged(0, None, report.matches), report.matches, strict=True)
     ]
     unmatched = []
     if not report.matches and state.settings.log_unmatched:
@@ -218,15 +238,42 @@ def _match_media(
     return out
 
 
-def _hash(data: bytes, state: ServiceState) -> MediaHashes:
-    media = hash_bytes(data, state.settings.media_limits())
+def _hash(data: bytes, state: ServiceState, kinds: tuple[str, ...] = ()) -> MediaHashes:
+    media = hash_bytes(data, state.settings.media_limits(), variants=kinds)
     if media.failure is not None and not media.hashes:
         raise media.failure  # nothing could be hashed: say why (empty, too large)
     return media
 
 
 def _media_json(media: MediaHashes, size: int) -> dict[str, Any]:
-    return {"hashes": media.hashes, "quality": media.quality, "size": size, "error": media.error}
+    variants = {
+        name: [{"variant": v.variant, "value": v.value, "quality": v.quality} for v in found]
+        for name, found in media.variants.items()
+    }
+    return {
+        "hashes": media.hashes,
+        "quality": media.quality,
+        "variants": variants,
+        "size": size,
+        "error": media.error,
+    }
+
+
+def _query_value(media: MediaHashes, match: Match) -> str | None:
+    """The hash of the media that made this match: the original's, or the variant's."""
+    if match.variant == "original":
+        return media.hashes.get(match.signal_type)
+    found = media.variants.get(match.signal_type, ())
+    return next((v.value for v in found if v.variant == match.variant), None)
+
+
+def _parse_variants(text: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
+    if text is None:
+        return default
+    try:
+        return tuple(parse_variants([text]))
+    except InvalidInput as exc:
+        raise ApiError(400, "invalid_request", str(exc)) from None
 
 
 def _logged(item: int, query: str | None, matches: Collection[Match]) -> list[dict[str, Any]]:
@@ -237,6 +284,7 @@ def _logged(item: int, query: str | None, matches: Collection[Match]) -> list[di
             "entry_id": m.entry_id,
             "signal_type": m.signal_type,
             "distance": m.distance,
+            "variant": m.variant,
             "query": query,
         }
         for m in matches

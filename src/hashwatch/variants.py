@@ -1,0 +1,269 @@
+"""Extra PDQ hashes that let a perceptual match survive rotation, mirroring, borders and crops.
+
+PDQ is robust to re-encoding, resizing, blur and colour changes, but not to geometric edits: a
+mirrored or rotated copy is about 128 bits from its original (as far as an unrelated image), a
+20% border moves the hash 40 bits or more, and a 5% crop 30 to 70 bits, against a threshold of
+31. No threshold fixes that; hashing the right variants does. Two sides can each add some:
+
+- the query side (`query_variants`): undo what can be undone from the query alone. The eight
+  dihedral transforms (rotations by 90 degrees, mirrors, transposes) come from one call to
+  `pdqhash.compute_dihedral`, which permutes and negates the 16 x 16 DCT of one pass over the
+  pixels, so all eight cost about as much as one plain hash. A solid-colour border or
+  letterbox is detected and trimmed (`trim_borders`), and the trimmed image is hashed too.
+- the list side (`entry_variants`): a crop removes pixels the query no longer has, so no query
+  variant can restore them. Instead a listed image stores, beside its own hash, the hashes of a
+  few crops of itself, computed once when it is listed; a cropped upload then lands near one.
+
+Every extra hash is one more chance of a false match: searching q query hashes against a list
+holding e hashes per entry makes q x e comparisons per listed image where plain PDQ makes one.
+docs/detection-quality.md measures both sides of that trade on benign images (recall per
+transform, and the distance distribution between distinct images with every variant pair) and
+gives the expected false-match rate at 1M and 10M hashes; bench/robustness.py regenerates it.
+
+Variant hashes carry their own quality. Those below hashwatch.signals.pdq.MIN_QUALITY are
+returned like any other, so that the caller, which knows its floor, decides.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import pdqhash
+from PIL import Image
+
+__all__ = [
+    "DIHEDRAL",
+    "ENTRY_CROPS",
+    "ENTRY_TILTS",
+    "VariantHash",
+    "entry_variants",
+    "query_variants",
+    "trim_borders",
+]
+
+RGB = npt.NDArray[np.uint8]
+
+#: The names of the dihedral variants, in the order `pdqhash.compute_dihedral` returns them.
+#: Variant "X" is the hash of the query with X applied (numpy terms: rotate-90 is np.rot90(img),
+#: a quarter turn counter-clockwise; flip-vertical is img[::-1], upside down; flip-horizontal is
+#: img[:, ::-1], a mirror; transpose swaps rows and columns; transverse is transpose after a half
+#: turn). So a query that is a listed image turned a quarter clockwise matches through
+#: "rotate-90", and a mirrored copy through "flip-horizontal".
+DIHEDRAL = (
+    "original",
+    "rotate-90",
+    "rotate-180",
+    "rotate-270",
+    "flip-vertical",
+    "flip-horizontal",
+    "transpose",
+    "transverse",
+)
+
+#: The crops hashed for each listed image by default: (side, percent of that side removed).
+#: The smallest set measured to lift recall on crops of 2-10% the most per extra hash, without a
+#: false match (docs/detection-quality.md, "Entry crop designs").
+ENTRY_CROPS: tuple[tuple[str, int], ...] = (
+    ("left", 5),
+    ("right", 5),
+    ("top", 5),
+    ("bottom", 5),
+    ("all", 5),
+)
+
+#: The tilts hashed for each listed image by default, in degrees counter-clockwise.
+ENTRY_TILTS: tuple[float, ...] = ()
+
+_SIDES = ("top", "bottom", "left", "right")
+#: The thickest bar (share of the side) taken for a screenshot's status or title bar.
+_MAX_BAR = 0.15
+
+
+@dataclass(frozen=True, slots=True)
+class VariantHash:
+    """One PDQ hash of a variant of an image: its name, 64-hex value and quality (0-100)."""
+
+    variant: str
+    value: str
+    quality: int
+
+
+def query_variants(rgb: RGB, *, dihedral: bool = True, trim: bool = True) -> list[VariantHash]:
+    """The PDQ hashes to search for one query image, "original" first, in a fixed order.
+
+    With `dihedral`, the seven other dihedral variants follow (names in DIHEDRAL). With `trim`,
+    when `trim_borders` finds a border, "trimmed" follows (and with `dihedral` its seven
+    variants, "trimmed+rotate-90" and so on). The original's hash is bit-identical to
+    hashwatch.signals.pdq.PDQ.hash_pixels(rgb) for the C-contiguous arrays decode_rgb returns.
+    """
+    pixels = np.ascontiguousarray(rgb, dtype=np.uint8)
+    found = _hashes(pixels, "", dihedral)
+    if trim:
+        inner = trim_borders(pixels)
+        if inner is not None:
+            found += _hashes(np.ascontiguousarray(inner), "trimmed", dihedral)
+    return found
+
+
+def entry_variants(
+    rgb: RGB,
+    *,
+    crops: Iterable[tuple[str, int]] = ENTRY_CROPS,
+    tilts: Iterable[float] = ENTRY_TILTS,
+    trim: bool = True,
+) -> list[VariantHash]:
+    """Hashes to store beside a listed image's own hash, so edited copies of it land near one.
+
+    In order: "trimmed", where `trim_borders` finds a border on the listed image itself (a
+    photo with a plain sky or wall: a bordered copy of it is trimmed into the sky too, and then
+    matches this hash, not the original's); one hash per crop, (side, percent): "left", "right",
+    "top" or "bottom" removes that share of the width or height from that side, "all" from each
+    of the four sides ("crop-left-5", "crop-all-5"); one per tilt in degrees counter-clockwise,
+    on the same canvas with black corners, as a straightened or skewed copy shows ("tilt+2",
+    "tilt-2"). The listed image's own hash is not included: it is the entry's main hash.
+    """
+    pixels = np.ascontiguousarray(rgb, dtype=np.uint8)
+    found = []
+    if trim:
+        inner = trim_borders(pixels)
+        if inner is not None:
+            found += _hashes(np.ascontiguousarray(inner), "trimmed", dihedral=False)
+    for side, percent in crops:
+        cropped = np.ascontiguousarray(_crop(pixels, side, percent))
+        found += _hashes(cropped, f"crop-{side}-{percent}", dihedral=False)
+    for degrees in tilts:
+        tilted = Image.fromarray(pixels).rotate(degrees, Image.Resampling.BICUBIC, fillcolor=0)
+        found += _hashes(np.asarray(tilted), f"tilt{degrees:+g}", dihedral=False)
+    return found
+
+
+def trim_borders(
+    rgb: RGB,
+    *,
+    tolerance: int = 16,
+    coverage: float = 0.95,
+    bar_coverage: float | None = 0.8,
+    min_border: float = 0.01,
+    min_remaining: float = 0.3,
+    passes: int = 4,
+) -> RGB | None:
+    """The image without its solid-colour borders, as a view; None when there is nothing to trim.
+
+    A border is a run of whole rows or columns at an edge whose pixels are, in at least
+    `coverage` of each line, within `tolerance` (per channel) of the colour of the outermost
+    line: padding, letterbox and pillarbox bars survive JPEG that way. A side whose border is
+    under `min_border` of its length is left alone (a hairline changes no hash). Where a side has
+    no such border, a looser test (`bar_coverage` of each line) is tried, which takes a
+    screenshot's status or title bar with its clock and icons; it comes second because the looser
+    test, tried first, also eats into photographs whose edge is a plain wall or sky. Trimming
+    repeats up to `passes` times, so nested frames (a title bar, then the viewer's background)
+    come off layer by layer.
+
+    None when no side has a border, and when trimming would leave less than `min_remaining` of
+    the height or width: a near-uniform image, or one that is mostly a plain field, has no
+    content to hash reliably, and a trimmed sliver would only add a poor, collision-prone hash.
+    (A landscape photo in a portrait phone screenshot fills about a third of the height, hence
+    a floor this low.)
+    """
+    height, width = rgb.shape[:2]
+    top, bottom, left, right = 0, height, 0, width
+    for _ in range(passes):
+        region = rgb[top:bottom, left:right]
+        views = {
+            "top": region,
+            "bottom": region[::-1],
+            "left": region.transpose(1, 0, 2),
+            "right": region.transpose(1, 0, 2)[::-1],
+        }
+        depths = {}
+        for side, lines in views.items():
+            least = max(
+                2, math.ceil(min_border * lines.shape[1 if side in ("left", "right") else 0])
+            )
+            depth = _border_depth(lines, tolerance, coverage)
+            if depth < least and bar_coverage is not None:
+                depth = _bar_depth(lines, tolerance, bar_coverage, least)
+            depths[side] = depth if depth >= least else 0
+        if not any(depths.values()):
+            break
+        top, bottom = top + depths["top"], bottom - depths["bottom"]
+        left, right = left + depths["left"], right - depths["right"]
+        if bottom - top < min_remaining * height or right - left < min_remaining * width:
+            return None
+    if (top, bottom, left, right) == (0, height, 0, width):
+        return None
+    return rgb[top:bottom, left:right]
+
+
+def _border_depth(lines: RGB, tolerance: int, coverage: float) -> int:
+    """How many leading lines (first axis) are uniform in the colour of the first line.
+
+    Most images have no border, so the first line is tested alone; after that the lines are
+    tested in blocks that double in size, so the work follows the depth of the border, not the
+    size of the image.
+    """
+    reference = np.median(lines[0], axis=0).astype(np.int16)
+    start, block = 0, 1
+    while start < len(lines):
+        chunk = lines[start : start + block].astype(np.int16)
+        close = np.abs(chunk - reference).max(axis=2) <= tolerance
+        uniform = close.mean(axis=1) >= coverage
+        if not uniform.all():
+            return start + int(np.argmin(uniform))
+        start += block
+        block = 8 if block == 1 else 2 * block
+    return len(lines)
+
+
+def _bar_depth(lines: RGB, tolerance: int, coverage: float, least: int) -> int:
+    """The depth of a bar with a few marks in it (a clock, icons, a title), or 0.
+
+    Only a thin bar that a plain border follows counts: that is how a screenshot's status,
+    navigation and title bars sit on a viewer's background, and it is rarely how the edge of a
+    photograph looks, which a loose test alone would often take for a bar.
+    """
+    depth = _border_depth(lines, tolerance, coverage)
+    if not least <= depth <= _MAX_BAR * len(lines):
+        return 0
+    return depth if _border_depth(lines[depth:], tolerance, 0.95) >= least else 0
+
+
+def _crop(rgb: RGB, side: str, percent: int) -> RGB:
+    height, width = rgb.shape[:2]
+    dy, dx = round(height * percent / 100), round(width * percent / 100)
+    if side == "left":
+        return rgb[:, dx:]
+    if side == "right":
+        return rgb[:, : width - dx]
+    if side == "top":
+        return rgb[dy:]
+    if side == "bottom":
+        return rgb[: height - dy]
+    if side == "all":
+        return rgb[dy : height - dy, dx : width - dx]
+    raise ValueError(f"unknown crop side {side!r}: expected left, right, top, bottom or all")
+
+
+def _hashes(rgb: RGB, prefix: str, dihedral: bool) -> list[VariantHash]:
+    """The plain hash (named after `prefix`, or "original"), or all eight dihedral hashes."""
+    if dihedral:
+        bits, quality = pdqhash.compute_dihedral(rgb)
+        names = DIHEDRAL
+    else:
+        one, quality = pdqhash.compute(rgb)
+        bits, names = [one], DIHEDRAL[:1]
+    packed = np.packbits(np.asarray(bits, dtype=np.uint8), axis=1)
+    return [
+        VariantHash(_name(prefix, name), row.tobytes().hex(), int(quality))
+        for name, row in zip(names, packed, strict=True)
+    ]
+
+
+def _name(prefix: str, variant: str) -> str:
+    if not prefix:
+        return variant
+    return prefix if variant == "original" else f"{prefix}+{variant}"
