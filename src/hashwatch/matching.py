@@ -825,8 +825,8 @@ class Matcher:
     ) -> MatchReport:
         kind = _kind(signal_type)
         original = self._reports(kind, [kind.parse(value)], [quality], quality_floor, lists)[0]
-        if not issubclass(kind, PixelSignalType) or original.skipped:  # a near-uniform image: its variants are no better
-            return original
+        if not issubclass(kind, PixelSignalType) or original.skipped:
+            return original  # skipped: a near-uniform image, whose variants are no better
         # A variant below the floor (a trimmed image can be nearly uniform) is left out quietly:
         # it is an extra attempt, not the media's hash.
         chosen = [v for v in variants if v.quality >= quality_floor]

@@ -2,17 +2,21 @@
 
 PDQ is robust to re-encoding, resizing, blur and colour changes, but not to geometric edits: a
 mirrored or rotated copy is about 128 bits from its original (as far as an unrelated image), a
-20% border moves the hash 40 bits or more, and a 5% crop 30 to 70 bits, against a threshold of
-31. No threshold fixes that; hashing the right variants does. Two sides can each add some:
+5% border or a 5% crop moves the hash 50 to 110 bits, a tilt of 2 degrees 30 to 70, against a
+threshold of 31. No threshold fixes that; hashing the right variants does. Two sides can each
+add some:
 
 - the query side (`query_variants`): undo what can be undone from the query alone. The eight
-  dihedral transforms (rotations by 90 degrees, mirrors, transposes) come from one call to
-  `pdqhash.compute_dihedral`, which permutes and negates the 16 x 16 DCT of one pass over the
-  pixels, so all eight cost about as much as one plain hash. A solid-colour border or
-  letterbox is detected and trimmed (`trim_borders`), and the trimmed image is hashed too.
+  dihedral transforms (quarter turns, mirrors, transposes) come from one call to
+  `pdqhash.compute_dihedral`, which permutes and negates the DCT of one pass over the pixels,
+  so all eight cost about as much as one plain hash; `exact=True` hashes them exactly, for
+  about four times the cost (see query_variants). A solid-colour border, letterbox or
+  screenshot frame is detected and trimmed (`trim_borders`), and the trimmed image is hashed
+  too.
 - the list side (`entry_variants`): a crop removes pixels the query no longer has, so no query
   variant can restore them. Instead a listed image stores, beside its own hash, the hashes of a
   few crops of itself, computed once when it is listed; a cropped upload then lands near one.
+  This needs the listed image: a list received as hashes alone gets the query side only.
 
 Every extra hash is one more chance of a false match: searching q query hashes against a list
 holding e hashes per entry makes q x e comparisons per listed image where plain PDQ makes one.
@@ -65,20 +69,25 @@ DIHEDRAL = (
 )
 
 #: The crops hashed for each listed image by default: (side, percent of that side removed).
-#: The smallest set measured to lift recall on crops of 2-10% the most per extra hash, without a
-#: false match (docs/detection-quality.md, "Entry crop designs").
+#: Of the designs measured (docs/detection-quality.md, "Entry hash designs"), the one with the
+#: largest recall gain per extra hash among those with no false match that find at least 80% of
+#: 5% crops: 5% off each side catches one-sided crops of about 3-7%, 2% and 5% off all sides
+#: catch even crops of about 1-6%. Adding ("left", 10) ... ("all", 10) catches 10% crops too.
 ENTRY_CROPS: tuple[tuple[str, int], ...] = (
     ("left", 5),
     ("right", 5),
     ("top", 5),
     ("bottom", 5),
+    ("all", 2),
     ("all", 5),
 )
 
-#: The tilts hashed for each listed image by default, in degrees counter-clockwise.
+#: The tilts hashed for each listed image by default, in degrees counter-clockwise. None by
+#: default: (2, -2, 4, -4) catches about 98% of tilts of 1-5 degrees (plain PDQ: 12%) for four
+#: more hashes per entry, a smaller gain per hash than the crops; a list that expects tilted
+#: copies can ask for them.
 ENTRY_TILTS: tuple[float, ...] = ()
 
-_SIDES = ("top", "bottom", "left", "right")
 #: The thickest bar (share of the side) taken for a screenshot's status or title bar.
 _MAX_BAR = 0.15
 
@@ -92,20 +101,33 @@ class VariantHash:
     quality: int
 
 
-def query_variants(rgb: RGB, *, dihedral: bool = True, trim: bool = True) -> list[VariantHash]:
+def query_variants(
+    rgb: RGB, *, dihedral: bool = True, trim: bool = True, exact: bool = False
+) -> list[VariantHash]:
     """The PDQ hashes to search for one query image, "original" first, in a fixed order.
 
     With `dihedral`, the seven other dihedral variants follow (names in DIHEDRAL). With `trim`,
     when `trim_borders` finds a border, "trimmed" follows (and with `dihedral` its seven
     variants, "trimmed+rotate-90" and so on). The original's hash is bit-identical to
     hashwatch.signals.pdq.PDQ.hash_pixels(rgb) for the C-contiguous arrays decode_rgb returns.
+
+    One `pdqhash.compute_dihedral` call derives all eight from one 64 x 64 reduction of the
+    image, but that reduction does not commute with reversing an axis (its sample points and
+    box-filter windows sit half a pixel off centre on most image sizes), so a variant differs
+    from the hash of the actually rotated pixels by about 5-20 bits on photographs, and by far
+    more on fine texture (grass, brick, printed text: 30-100 bits), enough to miss a few
+    percent of quarter-turned and mirrored copies. `exact` hashes the pixels reversed along
+    each axis instead: four calls, each exact for its input and its transpose, for about four
+    times the cost (docs/detection-quality.md measures both).
     """
+    # pdqhash misreads arrays whose axes are swapped in memory (a transposed or np.rot90 view,
+    # Fortran order): such a view would hash as noise.
     pixels = np.ascontiguousarray(rgb, dtype=np.uint8)
-    found = _hashes(pixels, "", dihedral)
+    found = _hashes(pixels, "", dihedral, exact)
     if trim:
         inner = trim_borders(pixels)
         if inner is not None:
-            found += _hashes(np.ascontiguousarray(inner), "trimmed", dihedral)
+            found += _hashes(np.ascontiguousarray(inner), "trimmed", dihedral, exact)
     return found
 
 
@@ -210,7 +232,10 @@ def _border_depth(lines: RGB, tolerance: int, coverage: float) -> int:
     start, block = 0, 1
     while start < len(lines):
         chunk = lines[start : start + block].astype(np.int16)
-        close = np.abs(chunk - reference).max(axis=2) <= tolerance
+        # Channel by channel: a reduction over the three-long last axis is slow in NumPy.
+        close = np.abs(chunk[..., 0] - reference[0]) <= tolerance
+        for channel in (1, 2):
+            close &= np.abs(chunk[..., channel] - reference[channel]) <= tolerance
         uniform = close.mean(axis=1) >= coverage
         if not uniform.all():
             return start + int(np.argmin(uniform))
@@ -248,19 +273,35 @@ def _crop(rgb: RGB, side: str, percent: int) -> RGB:
     raise ValueError(f"unknown crop side {side!r}: expected left, right, top, bottom or all")
 
 
-def _hashes(rgb: RGB, prefix: str, dihedral: bool) -> list[VariantHash]:
+def _hashes(rgb: RGB, prefix: str, dihedral: bool, exact: bool = False) -> list[VariantHash]:
     """The plain hash (named after `prefix`, or "original"), or all eight dihedral hashes."""
-    if dihedral:
-        bits, quality = pdqhash.compute_dihedral(rgb)
-        names = DIHEDRAL
-    else:
-        one, quality = pdqhash.compute(rgb)
-        bits, names = [one], DIHEDRAL[:1]
-    packed = np.packbits(np.asarray(bits, dtype=np.uint8), axis=1)
-    return [
-        VariantHash(_name(prefix, name), row.tobytes().hex(), int(quality))
-        for name, row in zip(names, packed, strict=True)
-    ]
+    if not dihedral:
+        bits, quality = pdqhash.compute(rgb)
+        return [_variant(prefix, "original", bits, quality)]
+    if not exact:
+        all_bits, quality = pdqhash.compute_dihedral(rgb)
+        return [
+            _variant(prefix, name, bits, quality)
+            for name, bits in zip(DIHEDRAL, all_bits, strict=True)
+        ]
+    # compute_dihedral is exact for its input (its first hash) and that input's transpose (its
+    # seventh), so four reversals of the pixels give all eight exactly.
+    found = {}
+    for view, (name, transposed) in (
+        (rgb, ("original", "transpose")),
+        (rgb[::-1], ("flip-vertical", "rotate-270")),
+        (rgb[:, ::-1], ("flip-horizontal", "rotate-90")),
+        (rgb[::-1, ::-1], ("rotate-180", "transverse")),
+    ):
+        all_bits, quality = pdqhash.compute_dihedral(np.ascontiguousarray(view))
+        found[name] = _variant(prefix, name, all_bits[0], quality)
+        found[transposed] = _variant(prefix, transposed, all_bits[6], quality)
+    return [found[name] for name in DIHEDRAL]
+
+
+def _variant(prefix: str, name: str, bits: npt.ArrayLike, quality: int) -> VariantHash:
+    value = np.packbits(np.asarray(bits, dtype=np.uint8)).tobytes().hex()
+    return VariantHash(_name(prefix, name), value, int(quality))
 
 
 def _name(prefix: str, variant: str) -> str:

@@ -263,3 +263,23 @@ def test_the_wide_substrings_of_large_lists_are_exact_on_clustered_data(substrin
     assert check_against_brute_force(index, codes, live, queries, 31) > 0  # batched
     for query in queries[:10]:  # and one at a time
         assert as_dict(index.search(query, 31)[0]) == brute_force(codes, query, 31, live)
+
+
+def test_a_large_clustered_list_is_laid_out_from_its_own_bit_statistics_and_stays_exact() -> None:
+    """Enough codes for the bit permutation to run column by column, and for the layout to be
+    chosen by the sampled cost; biased, correlated bits as real lists have."""
+    rng = np.random.default_rng(5)
+    latent = rng.normal(size=(6000, 12))
+    codes = np.packbits(latent @ rng.normal(size=(12, 256)) + rng.normal(0, 0.5, 256) > 0, axis=1)
+    index = HammingIndex(codes)
+    layout = index._layout
+    assert layout is not None and sorted(layout.bit_order.tolist()) == list(range(256))
+    # The two ways of permuting bits agree.
+    by_unpacking = np.packbits(np.unpackbits(codes, axis=1)[:, layout.bit_order], axis=1)
+    assert np.array_equal(layout.permuted(codes), by_unpacking)
+    live = np.ones(len(codes), dtype=bool)
+    near = [flip(codes[i], int(rng.integers(0, 32)), rng) for i in rng.choice(len(codes), 60)]
+    queries = np.array(near + list(rng.integers(0, 256, size=(20, 32), dtype=np.uint8)))
+    assert check_against_brute_force(index, codes, live, queries, 31) > 0
+    for query in queries[:10]:
+        assert as_dict(index.search(query, 31)[0]) == brute_force(codes, query, 31, live)
