@@ -315,13 +315,16 @@ class _PixelIndex:
         keep = distances <= self._thresholds[ids]
         if lists is not None:
             keep &= _member(self._list_ids[ids], lists)
-        owners = np.repeat(np.arange(len(found)), [len(f[0]) for f in found])
+        owners = None
         if needs is not None and needs.any():
+            owners = np.repeat(np.arange(len(found)), [len(f[0]) for f in found])
             keep &= (needs[owners] & ~self._kinds[ids]) == 0
         positions = self._positions[ids[keep]].tolist()
         kept = distances[keep].tolist()
         if len(found) == 1:
             return [list(zip(positions, kept, strict=True))]
+        if owners is None:
+            owners = np.repeat(np.arange(len(found)), [len(f[0]) for f in found])
         bounds = np.searchsorted(owners[keep], np.arange(len(found) + 1)).tolist()
         return [list(zip(positions[a:b], kept[a:b], strict=True)) for a, b in pairwise(bounds)]
 
