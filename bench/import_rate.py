@@ -98,14 +98,15 @@ def main() -> None:
     ]
     for store, first, again in results:
         table.append(
-            f"| {store} | {first:.1f} s | {args.rows / first:,.0f} | {again:.1f} s | {args.rows / again:,.0f} |"
+            f"| {store} | {first:.1f} s | {args.rows / first:,.0f} | {again:.1f} s | "
+            f"{args.rows / again:,.0f} |"
         )
     body = (
-        f"A {args.rows:,}-row CSV ({size_mb:.0f} MB; nine in ten rows PDQ, one in ten MD5, each with "
-        "category, two labels and a source) imported into an empty list through the same service "
-        "the CLI uses: every row parsed and validated, then the entries (which carry the change "
-        "feed) written in one transaction (COPY on PostgreSQL). The re-import reads the same file "
-        "into the full list and adds nothing.\n\n" + "\n".join(table)
+        f"A {args.rows:,}-row CSV ({size_mb:.0f} MB; nine in ten rows PDQ, one in ten MD5, each "
+        "with category, two labels and a source) imported into an empty list through the same "
+        "service the CLI uses: every row parsed and validated, then the entries (which carry the "
+        "change feed) written in one transaction (COPY on PostgreSQL). The re-import reads the "
+        "same file into the full list and adds nothing.\n\n" + "\n".join(table)
     )
     print("\n".join(table))
     write_section("import", "List import rate", body)

@@ -251,7 +251,8 @@ def main() -> None:
             batch = make_queries(rng, codes, fresh[args.single :], args.batch)
             truth = truth_of(codes, np.concatenate([single, batch]))
             print(
-                f"\n{n:,} {kind} codes; {sum(map(len, truth))} true matches for {len(truth)} queries",
+                f"\n{n:,} {kind} codes; {sum(map(len, truth))} true matches "
+                f"for {len(truth)} queries",
                 flush=True,
             )
             results = []
@@ -259,9 +260,11 @@ def main() -> None:
                 result = bench(codes, single, batch, truth)
                 results.append(result)
                 print(
-                    f"  {result.name}: build {result.build_s:.1f} s, {result.memory_bytes / n:.0f} B/hash, "
+                    f"  {result.name}: build {result.build_s:.1f} s, "
+                    f"{result.memory_bytes / n:.0f} B/hash, "
                     f"single {result.single_qps:,.0f} q/s (p50 {result.p50_ms:.2f} ms), batched "
-                    f"{result.batch_qps[1]:,.0f} / {result.batch_qps[2]:,.0f} q/s on 1 / 2 threads, "
+                    f"{result.batch_qps[1]:,.0f} / {result.batch_qps[2]:,.0f} q/s "
+                    "on 1 / 2 threads, "
                     f"recall {result.recall:.3f}",
                     flush=True,
                 )
@@ -272,8 +275,10 @@ def main() -> None:
                 rows.append(
                     f"| {n / 1e6:g}M {kind} | {result.name} | {result.single_qps:,.0f} | "
                     f"{result.single_qps / peer.single_qps:.1f}x | "
-                    f"{result.single_qps / peer.single_qps_default_threads:.1f}x | {result.p50_ms:.2f} | "
-                    f"{result.batch_qps[1]:,.0f} | {result.batch_qps[2]:,.0f} | {result.build_s:.1f} | "
+                    f"{result.single_qps / peer.single_qps_default_threads:.1f}x | "
+                    f"{result.p50_ms:.2f} | "
+                    f"{result.batch_qps[1]:,.0f} | {result.batch_qps[2]:,.0f} | "
+                    f"{result.build_s:.1f} | "
                     f"{result.memory_bytes / n:.0f} | {result.recall:.3f} |"
                 )
             del codes, truth

@@ -90,6 +90,11 @@ def test_add_and_remove_are_visible_to_the_next_search() -> None:
     assert index.search(codes[11], 0)[0][0].tolist() == [11]
 
 
+def test_no_queries_get_no_results() -> None:
+    index = HammingIndex(np.zeros((3, 32), dtype=np.uint8))
+    assert index.search(np.zeros((0, 32), dtype=np.uint8)) == []
+
+
 def test_an_empty_index_finds_nothing() -> None:
     ids, distances = HammingIndex().search(np.zeros((1, 32), dtype=np.uint8), 64)[0]
     assert ids.size == 0 and distances.size == 0

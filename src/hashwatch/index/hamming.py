@@ -381,6 +381,8 @@ class HammingIndex:
         if not 0 <= max_distance <= BITS:
             raise ValueError(f"max_distance must be in 0..{BITS}, got {max_distance}")
         query_bytes = _as_bytes(queries)
+        if not len(query_bytes):
+            return []
         if len(query_bytes) == 1:
             return [self._search_one(query_bytes[0], max_distance)]
         found_q: list[IdArray] = []
