@@ -270,7 +270,7 @@ def test_the_database_url_comes_from_the_environment(tmp_path: Path) -> None:
 def test_demo_builds_a_list_and_matches_as_expected(tmp_path: Path) -> None:
     result = run("demo", "--workdir", str(tmp_path / "demo"))
     assert result.exit_code == 0, result.output
-    assert "13 of 13 uploads gave the expected result." in result.stdout
+    assert "16 of 16 uploads gave the expected result." in result.stdout
     assert (tmp_path / "demo" / "demo.db").exists()
     assert (
         (tmp_path / "demo" / "demo-list.csv").read_text().startswith("signal_type,value,category")

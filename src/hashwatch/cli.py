@@ -738,9 +738,11 @@ def _render_demo(result: DemoResult, url: str, folder: Path, keep: bool) -> None
         f"[bold]Sample list[/] {result.list_name!r}: {imported.added} hashes (PDQ and MD5) of "
         f"{imported.added // 2} generated images, imported from {result.csv_path.name} into {url}"
     )
-    table = Table(title="Uploads matched against the list", show_lines=False)
-    for column in ("upload", "result", "list", "entry", "signal", "distance", "category"):
-        table.add_column(column, no_wrap=column != "upload")
+    table = Table(title=f"Uploads matched against list {result.list_name!r}", show_lines=False)
+    for column in ("upload", "result", "entry", "signal", "bits", "variant", "grade"):
+        table.add_column(
+            column, no_wrap=column != "upload", min_width=12 if column == "upload" else None
+        )
     for query in result.queries:
         verdict = "[green]match[/]" if query.report.matches else "no match"
         if bool(query.report.matches) != query.should_match:
@@ -749,17 +751,17 @@ def _render_demo(result: DemoResult, url: str, folder: Path, keep: bool) -> None
         table.add_row(
             query.what,
             verdict,
-            best.list if best else "",
             str(best.entry_id) if best else "",
             ", ".join(sorted({m.signal_type for m in query.report.matches})),
             str(best.distance) if best else "",
+            best.variant if best else "",
             (best.category or "") if best else "",
         )
     out.print(table)
     out.print(
-        "Exact copies match by MD5 and PDQ (distance 0); altered copies match by PDQ within "
-        "the threshold of 31 bits out of 256; unrelated images are about 128 bits away and do "
-        "not match."
+        "Exact copies match by MD5 and PDQ (0 bits apart); altered copies match by PDQ within "
+        "the threshold of 31 bits out of 256, mirrored ones through the mirrored variant of "
+        "their hash; unrelated images are about 128 bits away and do not match."
     )
     out.print(f"{result.correct} of {len(result.queries)} uploads gave the expected result.")
     if keep:

@@ -20,6 +20,7 @@ from hashwatch.media import MediaLimits
 from hashwatch.organisations import get_or_create_organisation
 from hashwatch.samples import encode, generate_image, transformed
 from hashwatch.store import Store
+from hashwatch.store.models import VARIANT_KINDS
 
 __all__ = ["DemoQuery", "DemoResult", "run_demo"]
 
@@ -86,7 +87,11 @@ def run_demo(
         exact = query_dir / f"copy-of-listed-{number}.png"
         exact.write_bytes((listed_dir / f"listed-{number}.png").read_bytes())
         queries.append((exact, f"copy of image {number}", True))
-        for name, what in (("jpeg-q70", "JPEG q70"), ("half-size", "half size")):
+        for name, what in (
+            ("jpeg-q70", "JPEG q70"),
+            ("half-size", "half size"),
+            ("mirrored", "mirrored"),
+        ):
             path = query_dir / f"listed-{number}-{name}.jpg"
             path.write_bytes(transformed(images[number], name))
             queries.append((path, f"image {number}, {what}", True))
@@ -100,7 +105,7 @@ def run_demo(
         owner = get_or_create_organisation(session)
         matcher = Matcher.from_store(session, [get_list(session, owner, list_name)])
     results = [
-        DemoQuery(path, what, should, matcher.match_media(hash_file(path, limits)))
+        DemoQuery(path, what, should, matcher.match_media(hash_file(path, limits, VARIANT_KINDS)))
         for path, what, should in queries
     ]
     return DemoResult(list_name=list_name, imported=imported, csv_path=csv_path, queries=results)

@@ -60,4 +60,6 @@ def transformed(image: Image.Image, name: str) -> bytes:
     if name == "half-size":
         half = image.resize((image.width // 2, image.height // 2), Image.Resampling.LANCZOS)
         return encode(half, "JPEG", quality=90)
+    if name == "mirrored":
+        return encode(image.transpose(Image.Transpose.FLIP_LEFT_RIGHT), "JPEG", quality=90)
     raise ValueError(f"unknown transform {name!r}")
