@@ -123,3 +123,15 @@ def test_matching_within_chosen_lists_applies_to_variants_too(
     media = hash_bytes(jpeg(np.rot90(photos["coffee"])), LIMITS, variants=BOTH)
     report = matcher.match_media(media, lists=[lists_of["turns"]])
     assert [(m.list, m.variant) for m in report.matches] == [("turns", "rotate-270")]
+
+
+def test_a_near_uniform_image_is_skipped_with_its_variants(
+    store: Store, lists_of: dict[str, int]
+) -> None:
+    with store.session() as session:
+        matcher = Matcher.from_store(session)
+    flat = np.full((300, 400, 3), 128, dtype=np.uint8)
+    flat[:, 200:] = 130  # nearly uniform: a low-quality PDQ hash
+    report = matcher.match_media(hash_bytes(jpeg(flat), LIMITS, variants=BOTH))
+    assert report.matches == []
+    assert report.skipped and "below the floor" in report.skipped[0]

@@ -826,43 +826,35 @@ class Matcher:
         quality_floor: int,
         lists: Collection[int] | None,
     ) -> MatchReport:
+        """One perceptual hash and its variants' hashes, searched together."""
         kind = _kind(signal_type)
-        original = self._reports(kind, [kind.parse(value)], [quality], quality_floor, lists)[0]
-        if not issubclass(kind, PixelSignalType) or original.skipped:
-            return original  # skipped: a near-uniform image, whose variants are no better
+        below_floor = quality is not None and quality < quality_floor
+        if not issubclass(kind, PixelSignalType) or below_floor:
+            # Skipped (a near-uniform image: its variants are no better), or not perceptual.
+            return self.match_value(kind, value, quality, quality_floor, lists)
         # A variant below the floor (a trimmed image can be nearly uniform) is left out quietly:
         # it is an extra attempt, not the media's hash.
-        chosen = [v for v in variants if v.quality >= quality_floor]
-        if not chosen:
-            return original
+        chosen = [VariantHash("original", kind.parse(value), quality or 0)]
+        chosen += [v for v in variants if v.quality >= quality_floor]
         packed = b"".join(kind.to_bytes(kind.parse(v.value)) for v in chosen)
         codes = np.frombuffer(packed, dtype=np.uint8).reshape(len(chosen), -1)
         needs = np.asarray([_variant_needs(v.variant) for v in chosen], dtype=np.uint8)
         wanted = None if lists is None else np.unique(np.fromiter(lists, np.int64))
-        best: dict[int, tuple[int, int]] = {}  # entry position -> (distance, variant order)
+        best: dict[int, tuple[int, int]] = {}  # entry position -> (distance, hash order)
         self._lock.acquire_read()
         try:
             pixel = self._pixel.get(kind.name)
             if pixel is None:
-                return original
-            for order, hits in enumerate(pixel.search(codes, wanted, needs), start=1):
+                return MatchReport()
+            for order, hits in enumerate(pixel.search(codes, wanted, needs)):
                 for position, distance in hits:
-                    if best.get(position, (distance + 1, 0)) > (distance, order):
+                    if (distance, order) < best.get(position, (distance + 1, 0)):
                         best[position] = (distance, order)
-            names = [v.variant for v in chosen]
-            extra = self._matches(
-                [(p, d) for p, (d, _) in best.items()],
-                None,
-                [names[order - 1] for _, order in best.values()],
-            )
+            hits = [(position, distance) for position, (distance, _) in best.items()]
+            names = [chosen[order].variant for _, order in best.values()]
+            return MatchReport(self._matches(hits, None, names))
         finally:
             self._lock.release_read()
-        closest = {m.entry_id: m for m in original.matches}
-        for match in extra:
-            held = closest.get(match.entry_id)
-            if held is None or match.distance < held.distance:
-                closest[match.entry_id] = match
-        return MatchReport(matches=sorted(closest.values(), key=_rank))
 
     def _reports(
         self,
