@@ -53,9 +53,7 @@ class MediaHashes:
             if signal_type.name in self.quality:
                 out[f"{signal_type.name}_quality"] = self.quality[signal_type.name]
         for name, found in self.variants.items():
-            out[f"{name}_variants"] = [
-                {"variant": v.variant, "value": v.value, "quality": v.quality} for v in found
-            ]
+            out[f"{name}_variants"] = [v.to_json() for v in found]
         if self.error is not None:
             out["error"] = self.error
         return out

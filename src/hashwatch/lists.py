@@ -253,8 +253,7 @@ def parse_variants(items: Sequence[str]) -> list[str]:
 
 def variants_for(hash_list: HashList) -> frozenset[str]:
     """The kinds of query variant that match this list."""
-    stored = hash_list.variants
-    return frozenset(VARIANT_KINDS if stored is None else stored)
+    return frozenset(hash_list.variants)
 
 
 def thresholds_for(hash_list: HashList) -> dict[str, int]:

@@ -100,6 +100,9 @@ class VariantHash:
     value: str
     quality: int
 
+    def to_json(self) -> dict[str, str | int]:
+        return {"variant": self.variant, "value": self.value, "quality": self.quality}
+
 
 def query_variants(
     rgb: RGB, *, dihedral: bool = True, trim: bool = True, exact: bool = False

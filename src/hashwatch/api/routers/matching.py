@@ -246,10 +246,7 @@ def _hash(data: bytes, state: ServiceState, kinds: tuple[str, ...] = ()) -> Medi
 
 
 def _media_json(media: MediaHashes, size: int) -> dict[str, Any]:
-    variants = {
-        name: [{"variant": v.variant, "value": v.value, "quality": v.quality} for v in found]
-        for name, found in media.variants.items()
-    }
+    variants = {name: [v.to_json() for v in found] for name, found in media.variants.items()}
     return {
         "hashes": media.hashes,
         "quality": media.quality,
@@ -268,12 +265,8 @@ def _query_value(media: MediaHashes, match: Match) -> str | None:
 
 
 def _parse_variants(text: str | None, default: tuple[str, ...]) -> tuple[str, ...]:
-    if text is None:
-        return default
-    try:
-        return tuple(parse_variants([text]))
-    except InvalidInput as exc:
-        raise ApiError(400, "invalid_request", str(exc)) from None
+    """The kinds named in a form field (an unknown one is InvalidInput: 400), or the default."""
+    return default if text is None else tuple(parse_variants([text]))
 
 
 def _logged(item: int, query: str | None, matches: Collection[Match]) -> list[dict[str, Any]]:
