@@ -17,9 +17,15 @@ the input: it says what was wrong and, where it helps, what was expected.
      │    └── CorruptMedia         truncated or damaged image data
      ├── ImportRejected           a list import had bad rows; nothing was written
      ├── SyncError                another server refused or failed a sync of its list
+     ├── MediaStoreError          the encrypted media store is not configured, or a file in it
+     │                            cannot be read (wrong key, tampered)
+     ├── LoginFailed              wrong user name or password, or a disabled account: all alike
+     │    └── LoginThrottled       too many failures: wait `retry_after` seconds
      ├── NotFound
      │    ├── ListNotFound
-     │    └── EntryNotFound
+     │    ├── EntryNotFound
+     │    ├── UserNotFound
+     │    └── ItemNotFound         an intake item (another organisation's is not found either)
      ├── Forbidden                the caller may see the thing but not do this to it
      └── Conflict
           ├── ListExists
@@ -43,16 +49,21 @@ __all__ = [
     "InvalidCategory",
     "InvalidHash",
     "InvalidInput",
+    "ItemNotFound",
     "LineError",
     "ListExists",
     "ListNotFound",
+    "LoginFailed",
+    "LoginThrottled",
     "MediaError",
+    "MediaStoreError",
     "MediaTooLarge",
     "NotFound",
     "SyncError",
     "TooManyPixels",
     "UnknownSignalType",
     "UnsupportedMedia",
+    "UserNotFound",
 ]
 
 
@@ -129,6 +140,22 @@ class SyncError(HashwatchError):
     was after its last applied page."""
 
 
+class MediaStoreError(HashwatchError):
+    pass
+
+
+class LoginFailed(HashwatchError):
+    pass
+
+
+class LoginThrottled(LoginFailed):
+    """Too many failed logins for this account: it is locked for `retry_after` more seconds."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class NotFound(HashwatchError):
     pass
 
@@ -138,6 +165,14 @@ class ListNotFound(NotFound):
 
 
 class EntryNotFound(NotFound):
+    pass
+
+
+class UserNotFound(NotFound):
+    pass
+
+
+class ItemNotFound(NotFound):
     pass
 
 

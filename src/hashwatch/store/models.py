@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     DateTime,
     ForeignKey,
@@ -34,22 +35,43 @@ from sqlalchemy.types import TypeDecorator
 
 __all__ = [
     "ACCESS_LEVELS",
+    "AGE_BANDS",
     "CATEGORIES",
+    "GRADES",
+    "ITEM_STATES",
+    "NOT_ABUSE",
+    "ROLES",
     "VARIANT_KINDS",
     "ApiKey",
+    "Assessment",
     "AuditEvent",
     "Base",
     "ChangeKind",
+    "ConsoleSession",
     "HashList",
+    "IntakeItem",
+    "ItemState",
     "ListEntry",
     "ListGrant",
     "Organisation",
     "UTCDateTime",
+    "User",
     "utcnow",
 ]
 
 #: UK scale (A, B, C) and US industry scale (A1, A2, B1, B2): the two grading vocabularies.
 CATEGORIES = ("A", "B", "C", "A1", "A2", "B1", "B2")
+
+#: An analyst's grade: a category on either scale, or "none" (not abuse material).
+NOT_ABUSE = "none"
+GRADES = (*CATEGORIES, NOT_ABUSE)
+
+#: Apparent age of the youngest child shown, in the bands hotlines report (a label "age:3-6").
+AGE_BANDS = ("0-2", "3-6", "7-10", "11-13", "14-15", "16-17", "unknown")
+
+#: What a person may do in the console. An analyst grades; a senior analyst also settles
+#: disagreements and revokes published entries; an administrator also manages people.
+ROLES = ("analyst", "senior", "admin")
 
 #: The kinds of query variant a list can match (hashwatch.variants), all on by default.
 VARIANT_KINDS = ("dihedral", "trim")
@@ -120,6 +142,8 @@ class HashList(Base):
     variants: Mapped[list[str]] = mapped_column(
         JSON, default=lambda: list(VARIANT_KINDS), server_default='["dihedral", "trim"]'
     )
+    #: Independent, agreeing grades an intake item needs before it is published to this list.
+    required_grades: Mapped[int] = mapped_column(Integer, default=2, server_default="2")
     #: The sequence number of the list's latest change; the next change gets last_seq + 1.
     last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -226,3 +250,131 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(64))
     list_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class User(Base):
+    """A person who works in the console: an analyst, senior analyst or administrator.
+
+    Passwords are kept only as argon2id hashes. Failed logins are counted per account so that
+    guessing is throttled (hashwatch.people)."""
+
+    __tablename__ = "users"
+    __table_args__ = (
+        CheckConstraint(
+            "role IN ({})".format(", ".join(f"'{r}'" for r in ROLES)),
+            name="role",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    username: Mapped[str] = mapped_column(String(100), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    organisation: Mapped[Organisation] = relationship(lazy="raise")
+
+
+class ConsoleSession(Base):
+    """A signed-in browser. The cookie carries a random token; only its SHA-256 is stored."""
+
+    __tablename__ = "console_sessions"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    #: Sent back with every form and state-changing request (CSRF protection).
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ItemState:
+    """Where an intake item stands."""
+
+    QUEUED = "queued"  # waiting for grades
+    ESCALATED = "escalated"  # graders disagreed: a senior analyst decides
+    PUBLISHED = "published"  # graded abuse material: its hashes are on the list
+    REJECTED = "rejected"  # graded not abuse material: nothing published
+    DUPLICATE = "duplicate"  # the same image as a listed entry or a queued item: never graded
+
+
+ITEM_STATES = (
+    ItemState.QUEUED,
+    ItemState.ESCALATED,
+    ItemState.PUBLISHED,
+    ItemState.REJECTED,
+    ItemState.DUPLICATE,
+)
+
+
+class IntakeItem(Base):
+    """One image taken in for assessment for a list: its hashes, and while it waits, its media.
+
+    The media itself lives encrypted in the media store under `media_name` and is deleted when
+    the item is decided (or found to be a duplicate); the hashes and decisions stay."""
+
+    __tablename__ = "intake_items"
+    __table_args__ = (
+        CheckConstraint(
+            "state IN ({})".format(", ".join(f"'{s}'" for s in ITEM_STATES)), name="state"
+        ),
+        CheckConstraint(
+            "grade IS NULL OR grade IN ({})".format(", ".join(f"'{g}'" for g in GRADES)),
+            name="grade",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("hash_lists.id"), index=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    md5: Mapped[str] = mapped_column(String(32))
+    sha1: Mapped[str] = mapped_column(String(40))
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    pdq: Mapped[str | None] = mapped_column(String(64))
+    pdq_quality: Mapped[int | None] = mapped_column(Integer)
+    #: The encrypted media's name in the media store; None once deleted (or never kept).
+    media_name: Mapped[str | None] = mapped_column(String(64))
+    media_type: Mapped[str] = mapped_column(String(64), default="")
+    media_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    #: Where it came from, as the person taking it in described it (a case or report number).
+    source: Mapped[str] = mapped_column(String(200), default="")
+    #: Grouped with: the queued item showing the same image, or the listed entry that has it.
+    duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("intake_items.id"))
+    listed_entry_id: Mapped[int | None] = mapped_column(ForeignKey("list_entries.id"))
+    #: Independent agreeing grades needed (the list's required_grades when taken in).
+    required_grades: Mapped[int] = mapped_column(Integer, default=2)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    #: The decision: the agreed grade (or a senior analyst's), when, and what was published.
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    grade: Mapped[str | None] = mapped_column(String(4))
+    age_band: Mapped[str | None] = mapped_column(String(8))
+    entry_ids: Mapped[list[int]] = mapped_column(JSON, default=list)
+
+
+class Assessment(Base):
+    """One person's grade of one item, made without seeing anyone else's. `final` marks a senior
+    analyst's decision of a disagreement."""
+
+    __tablename__ = "assessments"
+    __table_args__ = (
+        UniqueConstraint("item_id", "user_id"),
+        CheckConstraint("grade IN ({})".format(", ".join(f"'{g}'" for g in GRADES)), name="grade"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("intake_items.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    grade: Mapped[str] = mapped_column(String(4))
+    age_band: Mapped[str | None] = mapped_column(String(8))
+    labels: Mapped[list[str]] = mapped_column(JSON, default=list)
+    final: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
