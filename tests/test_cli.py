@@ -135,6 +135,15 @@ def test_variants_through_the_cli(
     assert bad.exit_code == 1 and "unknown variant kind 'sideways'" in bad.output
 
 
+def test_required_grades_through_the_cli(store_url: str) -> None:
+    made = run("lists", "create", "graded", "--required-grades", "3", "--db", store_url)
+    assert made.exit_code == 0 and lines(made.stdout)[0]["required_grades"] == 3
+    updated = run("lists", "update", "graded", "--required-grades", "1", "--db", store_url)
+    assert lines(updated.stdout)[0]["required_grades"] == 1
+    bad = run("lists", "update", "graded", "--required-grades", "0", "--db", store_url)
+    assert bad.exit_code == 1 and "required grades must be" in bad.output
+
+
 def test_list_lifecycle_through_the_cli(store_url: str, tmp_path: Path) -> None:
     db = ("--db", store_url)
     value = "ab" * 32

@@ -291,3 +291,17 @@ def test_a_small_add_to_a_long_list_finds_present_and_revoked_values(store: Stor
         batch = [make_entry("md5", v) for v in (values[3], values[7], fresh, fresh)]
         result = add_entries(session, hash_list, batch, ACTOR)
     assert (result.added, result.already_present, result.revoked_kept) == (1, 2, 1)
+
+
+def test_required_grades_are_set_and_checked(store: Store) -> None:
+    with store.session() as session:
+        owner = get_or_create_organisation(session)
+        hash_list = create_list(session, owner, "graded", "tester", required_grades=3)
+        assert list_summary(session, hash_list)["required_grades"] == 3
+        update_list(session, hash_list, "tester", required_grades=1)
+        assert hash_list.required_grades == 1
+        for bad in (0, 10, True):
+            with pytest.raises(InvalidInput, match="required grades"):
+                update_list(session, hash_list, "tester", required_grades=bad)
+        with pytest.raises(InvalidInput, match="required grades"):
+            create_list(session, owner, "other", "tester", required_grades=0)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import sys
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
@@ -31,18 +32,30 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from hashwatch import __version__, audit, keys, listfiles, lists, organisations, sharing
+from hashwatch import (
+    __version__,
+    assessment,
+    audit,
+    keys,
+    listfiles,
+    lists,
+    organisations,
+    people,
+    sharing,
+)
 from hashwatch.api.settings import ServiceSettings
 from hashwatch.demo import DemoResult, run_demo
-from hashwatch.errors import HashwatchError, ImportRejected, InvalidInput
+from hashwatch.errors import HashwatchError, ImportRejected, InvalidInput, MediaStoreError
 from hashwatch.hashing import MediaHashes, hash_files, iter_media_paths
 from hashwatch.matching import Matcher
-from hashwatch.media import MediaLimits
+from hashwatch.media import MediaLimits, check_byte_count
+from hashwatch.mediastore import KEY_ENV, MediaStore, generate_key
 from hashwatch.organisations import DEFAULT_ORGANISATION, get_or_create_organisation
 from hashwatch.signals import parse_typed_value
 from hashwatch.signals.pdq import MIN_QUALITY
 from hashwatch.store import Store, open_store
 from hashwatch.store.database import DEFAULT_URL
+from hashwatch.store.models import ROLES, HashList, User
 from hashwatch.tuning import tune_allocator
 
 __all__ = ["app", "main"]
@@ -58,9 +71,14 @@ lists_app = typer.Typer(help="Create, import, export and revoke hash lists.", no
 db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
 orgs_app = typer.Typer(help="Organisations: owners of lists and of API keys.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys for the HTTP service.", no_args_is_help=True)
+users_app = typer.Typer(
+    help="People who work in the console: analysts, senior analysts, administrators.",
+    no_args_is_help=True,
+)
 app.add_typer(lists_app, name="lists")
 app.add_typer(orgs_app, name="orgs")
 app.add_typer(keys_app, name="keys")
+app.add_typer(users_app, name="users")
 app.add_typer(db_app, name="db")
 
 err = Console(stderr=True)
@@ -105,6 +123,15 @@ MaxPixels = Annotated[
         "--max-pixels",
         min=1,
         help="Most pixels per image (default 100000000, or HASHWATCH_MAX_PIXELS).",
+    ),
+]
+MediaDir = Annotated[
+    str | None,
+    typer.Option(
+        "--media-dir",
+        help="Where media waiting for assessment is kept, encrypted (default HASHWATCH_MEDIA_DIR, "
+        f"or ./hashwatch-media). The key comes from {KEY_ENV} only.",
+        show_default=False,
     ),
 ]
 
@@ -225,6 +252,154 @@ def match_command(
         raise typer.Exit(1)
 
 
+# --- intake and assessment --------------------------------------------------------------------
+
+
+@app.command("intake")
+def intake_command(
+    paths: Annotated[
+        list[Path], typer.Argument(help="Files and directories (walked recursively).")
+    ],
+    list_name: Annotated[
+        str, typer.Option("--list", "-l", help="The list the media is assessed for.")
+    ],
+    source: Annotated[
+        str, typer.Option(help="Where the media came from: a case or report number.")
+    ] = "",
+    media_dir: MediaDir = None,
+    max_bytes: MaxBytes = None,
+    max_pixels: MaxPixels = None,
+    db: Db = None,
+    org: Org = DEFAULT_ORGANISATION,
+) -> None:
+    """Put media into a list's assessment queue; one JSON line per file with its item and state.
+
+    Each file is hashed and, unless it is already listed or queued (then it is grouped with that
+    as a duplicate), kept encrypted in the media store until analysts have graded it.
+    """
+    limits = _limits(max_bytes, max_pixels, full_resolution=False)
+    files = list(iter_media_paths(paths))
+    actor = _actor()
+    with _domain_errors():
+        vault = MediaStore.from_config(media_dir)
+        store = open_store(db)
+    try:
+        with _domain_errors(), store.session() as session:
+            owner = get_or_create_organisation(session, org)
+            hash_list = lists.get_list(session, owner, list_name)
+            lists.ensure_writable(hash_list)
+            list_id = hash_list.id
+            with _spinner("loading the list"):
+                # One index for every file: building it per file would cost a list load each.
+                matcher = Matcher.from_store(session, [hash_list])
+        failed = 0
+        with _progress() as progress:
+            task = progress.add_task("taking in", total=len(files))
+            for path in files:
+                line: dict[str, Any] = {"path": path}
+                try:
+                    data = _read_media(path, limits)
+                    with store.session() as session:
+                        current = session.get(HashList, list_id)
+                        if current is None:
+                            raise InvalidInput(f"list {list_name!r} was deleted")
+                        item = assessment.intake(
+                            session,
+                            vault,
+                            current,
+                            data,
+                            actor,
+                            source=source,
+                            limits=limits,
+                            matcher=matcher,
+                        )
+                    line.update(item=item.id, state=item.state)
+                    if item.duplicate_of_id is not None:
+                        line["duplicate_of"] = item.duplicate_of_id
+                    if item.listed_entry_id is not None:
+                        line["listed_entry"] = item.listed_entry_id
+                except HashwatchError as exc:
+                    line["error"] = str(exc)
+                    failed += 1
+                _emit(line)
+                progress.advance(task)
+    finally:
+        store.close()
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command("media-key")
+def media_key_command() -> None:
+    """Print a new random key for the encrypted media store, alone on one line."""
+    typer.echo(generate_key())
+    err.print(
+        f"set it as {KEY_ENV} wherever `hashwatch serve` and `hashwatch intake` run, e.g. "
+        f"export {KEY_ENV}=<key>; keep it secret and safe: media waiting for assessment cannot "
+        "be read without it",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@users_app.command("create")
+def users_create(
+    username: Annotated[
+        str, typer.Argument(help="3 to 100 characters: letters, digits and . _ @ -")
+    ],
+    org: Annotated[str, typer.Option("--org", help="The organisation the person works for.")],
+    role: Annotated[
+        str, typer.Option(help=f"One of {', '.join(ROLES)}.", show_default=True)
+    ] = "analyst",
+    password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--password-stdin", help="Read the password from standard input instead of asking."
+        ),
+    ] = False,
+    db: Db = None,
+) -> None:
+    """Create a console account; the password is asked for twice (at least 12 characters)."""
+    if role not in ROLES:
+        raise typer.BadParameter(f"must be one of {', '.join(ROLES)}", param_hint="'--role'")
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    with _store_session(db) as session:
+        organisation = organisations.get_organisation(session, org)
+        user = people.create_user(session, organisation, username, password, role, _actor())
+        _emit(_user_json(user, organisation.name))
+
+
+@users_app.command("list")
+def users_list(
+    org: Annotated[str, typer.Option("--org", help="The organisation whose people to show.")],
+    db: Db = None,
+) -> None:
+    """Print an organisation's console accounts (never their passwords), one JSON line each."""
+    with _store_session(db) as session:
+        organisation = organisations.get_organisation(session, org)
+        for user in people.list_users(session, organisation):
+            _emit(_user_json(user, organisation.name))
+
+
+@users_app.command("disable")
+def users_disable(
+    username: Annotated[str, typer.Argument(help="The account to disable.")],
+    db: Db = None,
+) -> None:
+    """Stop a person signing in, and sign them out everywhere; their decisions stay recorded."""
+    with _store_session(db) as session:
+        user = people.disable_user(session, people.get_user(session, username), _actor())
+        _emit(
+            {
+                "username": user.username,
+                "disabled_at": user.disabled_at.isoformat() if user.disabled_at else None,
+            }
+        )
+
+
 # --- lists -----------------------------------------------------------------------------------
 
 
@@ -243,6 +418,12 @@ def lists_create(
             "dihedral (rotations and flips), trim (uniform borders cut off), or none."
         ),
     ] = "dihedral,trim",
+    required_grades: Annotated[
+        int,
+        typer.Option(
+            help="Independent agreeing grades an intake item needs before it is published."
+        ),
+    ] = 2,
     db: Db = None,
     org: Org = DEFAULT_ORGANISATION,
 ) -> None:
@@ -258,6 +439,7 @@ def lists_create(
             description=description,
             thresholds=thresholds,
             variants=lists.parse_variants([variants]),
+            required_grades=required_grades,
         )
         _emit(lists.list_summary(session, hash_list))
 
@@ -277,15 +459,30 @@ def lists_update(
             "(dihedral,trim) or none."
         ),
     ] = None,
+    required_grades: Annotated[
+        int | None,
+        typer.Option(
+            help="Independent agreeing grades an intake item needs (items taken in "
+            "later; those waiting keep theirs)."
+        ),
+    ] = None,
     db: Db = None,
     org: Org = DEFAULT_ORGANISATION,
 ) -> None:
-    """Change a list's description, match thresholds or variant kinds."""
+    """Change a list's description, match thresholds, variant kinds or required grades."""
     with _store_session(db) as session:
         hash_list = lists.get_list(session, get_or_create_organisation(session, org), name)
         thresholds = lists.parse_thresholds(threshold or [])
         kinds = None if variants is None else lists.parse_variants([variants])
-        lists.update_list(session, hash_list, _actor(), description, thresholds, kinds)
+        lists.update_list(
+            session,
+            hash_list,
+            _actor(),
+            description,
+            thresholds,
+            kinds,
+            required_grades=required_grades,
+        )
         _emit(lists.list_summary(session, hash_list))
 
 
@@ -536,12 +733,22 @@ def serve_command(
     ] = False,
     max_bytes: MaxBytes = None,
     max_pixels: MaxPixels = None,
+    media_dir: MediaDir = None,
     db: Db = None,
 ) -> None:
     """Run the HTTP API (docs at /docs, schema at /openapi.json)."""
     limits = _limits(max_bytes, max_pixels, full_resolution=False)
     with _domain_errors():
         open_store(db).close()  # migrate once, before workers start
+    try:
+        MediaStore.from_config(media_dir)
+    except MediaStoreError as exc:
+        # Matching and lists work without it; say at once why intake and grading will not.
+        err.print(
+            f"[yellow]warning:[/] intake and assessment are unavailable: {escape(str(exc))}",
+            highlight=False,
+            soft_wrap=True,
+        )
     settings = ServiceSettings(
         db_url=db,
         max_staleness=max_staleness,
@@ -551,6 +758,7 @@ def serve_command(
         log_unmatched=log_unmatched,
         max_upload_bytes=limits.max_bytes,
         max_pixels=limits.max_pixels,
+        media_dir=media_dir,
     )
     from hashwatch.api.app import serve  # FastAPI loads only for this command
 
@@ -775,6 +983,29 @@ def _emit(record: dict[str, Any], indent: int | None = None) -> None:
 
 def _actor() -> str:
     return f"cli:{audit.local_user()}"
+
+
+def _user_json(user: User, organisation: str) -> dict[str, Any]:
+    return {
+        "id": user.id,
+        "username": user.username,
+        "organisation": organisation,
+        "role": user.role,
+        "created_at": user.created_at.isoformat(),
+        "disabled_at": user.disabled_at.isoformat() if user.disabled_at else None,
+    }
+
+
+def _read_media(path: str, limits: MediaLimits) -> bytes:
+    """A file's bytes, refused unread when over the byte limit."""
+    try:
+        with open(path, "rb") as handle:
+            check_byte_count(os.fstat(handle.fileno()).st_size, limits)
+            data = handle.read(limits.max_bytes + 1)
+    except OSError as exc:
+        raise InvalidInput(f"could not read file: {exc.strerror or exc}") from None
+    check_byte_count(len(data), limits)
+    return data
 
 
 def _limits(max_bytes: int | None, max_pixels: int | None, full_resolution: bool) -> MediaLimits:

@@ -34,8 +34,10 @@ __all__ = [
 
 #: What a key may do. `match` covers hashing and matching; `lists:read` reading lists, their
 #: feeds and exports; `lists:write` creating, changing and deleting lists and entries; `admin`
-#: sharing lists with other organisations.
-SCOPES = ("match", "lists:read", "lists:write", "admin")
+#: sharing lists with other organisations; `intake` putting media into the organisation's
+#: assessment queue; `assess` grading, deciding and revoking on behalf of its named analysts, and
+#: reading the queue and the dashboard.
+SCOPES = ("match", "lists:read", "lists:write", "admin", "intake", "assess")
 PREFIX = "hw"
 
 

@@ -40,6 +40,7 @@ from hashwatch.store.models import (
     VARIANT_KINDS,
     ChangeKind,
     HashList,
+    IntakeItem,
     ListEntry,
     ListGrant,
     Organisation,
@@ -52,6 +53,7 @@ __all__ = [
     "NewEntry",
     "add_entries",
     "changes",
+    "check_required_grades",
     "create_list",
     "delete_list",
     "ensure_writable",
@@ -76,6 +78,8 @@ MAX_LABEL_LENGTH = 64
 MAX_SOURCE_LENGTH = 200
 MAX_NOTE_LENGTH = 4000
 MAX_NAME_LENGTH = 200
+#: Most independent grades a list may require before publishing an intake item.
+MAX_GRADES = 9
 
 ProgressCallback = Callable[[int], None]
 
@@ -256,6 +260,13 @@ def variants_for(hash_list: HashList) -> frozenset[str]:
     return frozenset(hash_list.variants)
 
 
+def check_required_grades(count: int) -> int:
+    """The number of independent agreeing grades an intake item needs: 1 to MAX_GRADES."""
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= MAX_GRADES:
+        raise InvalidInput(f"required grades must be a whole number from 1 to {MAX_GRADES}")
+    return count
+
+
 def thresholds_for(hash_list: HashList) -> dict[str, int]:
     """The threshold in force for every signal type on this list."""
     return {
@@ -275,8 +286,10 @@ def create_list(
     description: str = "",
     thresholds: dict[str, int] | None = None,
     variants: Sequence[str] | None = None,
+    required_grades: int = 2,
 ) -> HashList:
-    """A new, empty list. `variants`: the kinds of query variant it matches (default: all)."""
+    """A new, empty list. `variants`: the kinds of query variant it matches (default: all);
+    `required_grades`: the independent agreeing grades an intake item needs to be published."""
     clean = name.strip()
     if not clean or len(clean) > MAX_NAME_LENGTH:
         raise InvalidInput(f"list name must be 1 to {MAX_NAME_LENGTH} characters")
@@ -288,6 +301,7 @@ def create_list(
         description=description.strip(),
         thresholds=dict(thresholds or {}),
         variants=list(VARIANT_KINDS) if variants is None else list(variants),
+        required_grades=check_required_grades(required_grades),
         last_seq=0,
     )
     session.add(hash_list)
@@ -299,6 +313,7 @@ def create_list(
         hash_list,
         thresholds=hash_list.thresholds,
         variants=hash_list.variants,
+        required_grades=hash_list.required_grades,
     )
     return hash_list
 
@@ -310,6 +325,7 @@ def update_list(
     description: str | None = None,
     thresholds: dict[str, int] | None = None,
     variants: Sequence[str] | None = None,
+    required_grades: int | None = None,
     *,
     from_origin: bool = False,
 ) -> HashList:
@@ -325,6 +341,12 @@ def update_list(
     if variants is not None and list(variants) != hash_list.variants:
         hash_list.variants = list(variants)
         changed["variants"] = hash_list.variants
+    if required_grades is not None:
+        count = check_required_grades(required_grades)
+        if count != hash_list.required_grades:
+            # Items already waiting keep the number they were taken in with.
+            hash_list.required_grades = count
+            changed["required_grades"] = count
     if changed:
         hash_list.updated_at = utcnow()
         session.flush()
@@ -336,6 +358,13 @@ def delete_list(session: Session, hash_list: HashList, actor: str) -> None:
     """Delete a list with its entries and grants. Copies elsewhere find it gone at their next
     sync; the audit log keeps the record."""
     ensure_writable(hash_list, allow_copy=True)
+    assessed = session.scalar(select(func.count()).where(IntakeItem.list_id == hash_list.id))
+    if assessed:
+        # The items carry who graded what: the record of how the list was verified.
+        raise Conflict(
+            f"list {hash_list.name!r} has {assessed} intake item(s) with their grades; a list "
+            "whose entries were verified here keeps that record and cannot be deleted"
+        )
     count = select(func.count()).where(ListEntry.list_id == hash_list.id)
     summary = {"entries": session.scalar(count) or 0}
     session.execute(delete(ListGrant).where(ListGrant.list_id == hash_list.id))
@@ -391,6 +420,7 @@ def list_summary(session: Session, hash_list: HashList) -> dict[str, Any]:
         "description": hash_list.description,
         "thresholds": thresholds_for(hash_list),
         "variants": sorted(variants_for(hash_list)),
+        "required_grades": hash_list.required_grades,
         "entries": active,
         "revoked": revoked_count,
         "by_signal_type": dict(sorted(by_type.items())),

@@ -9,15 +9,18 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
+from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
-from hashwatch import keys, lists, organisations, sharing
+from hashwatch import keys, lists, organisations, people, sharing
 from hashwatch.api.app import create_app
 from hashwatch.api.settings import ServiceSettings
 from hashwatch.api.state import ServiceState
+from hashwatch.mediastore import KEY_ENV, ROOT_ENV, generate_key
 from hashwatch.store import Store
 from hashwatch.store.models import HashList
 
@@ -79,6 +82,13 @@ class Service:
             sharing.grant(session, hash_list, grantee, access, "test")
         self.state.forget_access()
 
+    def user(self, org: str, username: str, role: str = "analyst") -> str:
+        """A console account in `org` (password PASSWORD); its user name."""
+        with self.store.session() as session:
+            organisation = organisations.get_or_create_organisation(session, org)
+            people.create_user(session, organisation, username, PASSWORD, role, "test")
+        return username
+
     def refresh(self) -> None:
         self.state.refresh_now()
         self.state.forget_access()
@@ -90,13 +100,33 @@ class Service:
         return self.client.post(path, headers=self.headers(org) if org else None, **kwargs)
 
 
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def cheap_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
+    """argon2 at its cheapest: tests make and check many passwords, none of them secret."""
+    monkeypatch.setattr(people, "HASHER", PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+
+
+@pytest.fixture
+def media_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """The encrypted media store's folder, with a fresh key set in the environment."""
+    folder = tmp_path / "media"
+    monkeypatch.setenv(KEY_ENV, generate_key())
+    monkeypatch.setenv(ROOT_ENV, str(folder))
+    return folder
+
+
 def service_settings(**overrides: Any) -> ServiceSettings:
     base: dict[str, Any] = {"max_staleness": 2.0, "rate_limit": 0, "auth_cache_seconds": 0}
     return ServiceSettings(**{**base, **overrides})
 
 
 @pytest.fixture
-def service(store: Store) -> Iterator[Service]:
+def service(store: Store, media_dir: Path) -> Iterator[Service]:
+    """A running service, fully configured: its media store has a key (tests of running
+    without one delete HASHWATCH_MEDIA_KEY before their first request)."""
     yield from _service(store, service_settings())
 
 
@@ -109,7 +139,7 @@ def _service(store: Store, settings: ServiceSettings) -> Iterator[Service]:
 
 
 @pytest.fixture
-def make_service(store: Store) -> Iterator[Any]:
+def make_service(store: Store, media_dir: Path) -> Iterator[Any]:
     """A factory for a service with other settings (limits, rates, staleness)."""
     running: list[Iterator[Service]] = []
 

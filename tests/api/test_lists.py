@@ -18,6 +18,7 @@ def test_create_show_update_and_delete_a_list(service: Service) -> None:
     body = created.json()
     assert body["name"] == "verified" and body["owner"] == "hotline" and body["access"] == "owner"
     assert body["thresholds"]["pdq"] == 40
+    assert body["required_grades"] == 2
     list_id = body["id"]
     again = service.post("/v1/lists", "hotline", json={"name": "verified"})
     assert again.status_code == 409
@@ -26,10 +27,11 @@ def test_create_show_update_and_delete_a_list(service: Service) -> None:
     patched = service.client.patch(
         f"/v1/lists/{list_id}",
         headers=service.headers("hotline"),
-        json={"description": "graded", "thresholds": {"pdq": 20}},
+        json={"description": "graded", "thresholds": {"pdq": 20}, "required_grades": 3},
     )
     assert patched.status_code == 200
     assert patched.json()["description"] == "graded"
+    assert patched.json()["required_grades"] == 3
     assert patched.json()["thresholds"]["pdq"] == 20
     listed = service.get("/v1/lists", "hotline").json()["lists"]
     assert [item["id"] for item in listed] == [list_id]

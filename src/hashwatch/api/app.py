@@ -9,22 +9,26 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.staticfiles import StaticFiles
 from starlette.formparsers import MultiPartParser
 
 from hashwatch import __version__
 from hashwatch.api.errors import install_error_handlers
 from hashwatch.api.limits import BodyLimit, Timeout
-from hashwatch.api.routers import health, lists, matching
+from hashwatch.api.routers import assessments, console, health, lists, matching
 from hashwatch.api.schemas import MatchIn
 from hashwatch.api.settings import ServiceSettings
 from hashwatch.api.state import ServiceState
 from hashwatch.store import Store
 
 __all__ = ["app_from_env", "create_app", "serve"]
+
+STATIC = Path(__file__).with_name("static")
 
 DESCRIPTION = """Match media and hashes against verified hash lists; keep and share those lists.
 
@@ -60,6 +64,9 @@ def create_app(settings: ServiceSettings | None = None, store: Store | None = No
     app.include_router(health.router)
     app.include_router(matching.router)
     app.include_router(lists.router)
+    app.include_router(assessments.router)
+    app.include_router(console.router)
+    app.mount("/console/static", StaticFiles(directory=STATIC), name="console-static")
     # Multipart framing adds a little to the file itself.
     app.add_middleware(BodyLimit, max_bytes=chosen.max_upload_bytes + 64 * 1024)
     app.add_middleware(Timeout, seconds=chosen.request_timeout)

@@ -6,6 +6,7 @@ Domain errors (hashwatch.errors) map to status codes here and only here.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -33,6 +34,9 @@ _STATUS: list[tuple[type[errors.HashwatchError], int, str]] = [
     (errors.CorruptMedia, 422, "corrupt_media"),
     (errors.MediaError, 422, "bad_media"),
     (errors.ImportRejected, 422, "rejected"),
+    (errors.MediaStoreError, 503, "media_store_unavailable"),
+    (errors.LoginThrottled, 429, "login_throttled"),
+    (errors.LoginFailed, 401, "login_failed"),
     (errors.NotFound, 404, "not_found"),
     (errors.Forbidden, 403, "forbidden"),
     (errors.Conflict, 409, "conflict"),
@@ -97,6 +101,9 @@ def install_error_handlers(app: FastAPI) -> None:
             noun = "item" if len(exc.errors) == 1 else "items"
             message = f"rejected, nothing was added: {len(exc.errors)} bad {noun}"
             return error_response(status, code, message, details=details)
+        if isinstance(exc, errors.LoginThrottled):
+            headers = {"Retry-After": str(max(1, math.ceil(exc.retry_after)))}
+            return error_response(status, code, str(exc), headers)
         return error_response(status, code, str(exc))
 
     @app.exception_handler(RequestValidationError)

@@ -10,15 +10,23 @@ from hashwatch.store.models import ACCESS_LEVELS
 
 __all__ = [
     "AddResultOut",
+    "AnalystDayOut",
+    "AssessmentOut",
     "ChangeOut",
     "ChangesOut",
+    "CompositionOut",
+    "DashboardOut",
+    "DecisionIn",
     "EntriesIn",
     "EntryIn",
+    "GradeIn",
     "GrantIn",
     "GrantOut",
     "GrantsOut",
     "HashIn",
     "HashOut",
+    "ItemDetailOut",
+    "ItemOut",
     "ItemResult",
     "ListIn",
     "ListOut",
@@ -28,6 +36,8 @@ __all__ = [
     "MatchOut",
     "MatchRecord",
     "MediaMatchOut",
+    "QueueOut",
+    "RevokeItemIn",
     "RevokedOut",
 ]
 
@@ -119,17 +129,24 @@ _VARIANTS = (
 )
 
 
+_REQUIRED_GRADES = (
+    "Independent agreeing grades an intake item needs before it is published to this list."
+)
+
+
 class ListIn(_Strict):
     name: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=4000)
     thresholds: dict[str, int] = Field(default_factory=dict, examples=[{"pdq": 31}])
     variants: list[VariantKind] | None = Field(default=None, description=_VARIANTS)
+    required_grades: int = Field(default=2, ge=1, le=9, description=_REQUIRED_GRADES)
 
 
 class ListPatch(_Strict):
     description: str | None = Field(default=None, max_length=4000)
     thresholds: dict[str, int] | None = None
     variants: list[VariantKind] | None = Field(default=None, description=_VARIANTS)
+    required_grades: int | None = Field(default=None, ge=1, le=9, description=_REQUIRED_GRADES)
 
 
 class ListOut(BaseModel):
@@ -140,6 +157,7 @@ class ListOut(BaseModel):
     description: str
     thresholds: dict[str, int]
     variants: list[str]
+    required_grades: int
     entries: int
     revoked: int
     by_signal_type: dict[str, int]
@@ -219,3 +237,115 @@ class GrantOut(BaseModel):
 
 class GrantsOut(BaseModel):
     grants: list[GrantOut]
+
+
+# --- intake and assessment -------------------------------------------------------------------
+
+Username = Annotated[
+    str, Field(min_length=1, max_length=100, description="The analyst acting, by user name.")
+]
+
+
+class GradeIn(_Strict):
+    analyst: Username
+    grade: str = Field(
+        max_length=8,
+        description="A, B or C (UK scale); A1, A2, B1 or B2 (US industry scale); or none "
+        "(not abuse material).",
+        examples=["B"],
+    )
+    age_band: str | None = Field(
+        default=None,
+        max_length=16,
+        description="Apparent age of the youngest child: 0-2, 3-6, 7-10, 11-13, 14-15, 16-17 "
+        "or unknown.",
+        examples=["7-10"],
+    )
+    labels: list[Annotated[str, Field(max_length=100)]] = Field(default_factory=list, max_length=20)
+
+
+class DecisionIn(GradeIn):
+    """A senior analyst's final grade of an item the graders disagreed on."""
+
+
+class RevokeItemIn(_Strict):
+    analyst: Username
+    reason: str = Field(min_length=1, max_length=4000, description="Why; kept in the feed.")
+
+
+class ItemOut(BaseModel):
+    id: int
+    list_id: int
+    state: str = Field(description="queued, escalated, published, rejected or duplicate")
+    hashes: dict[str, str]
+    pdq_quality: int | None
+    media_type: str
+    media_bytes: int
+    media_held: bool = Field(
+        description="Whether the media is still kept (encrypted) for assessment; it is deleted "
+        "once the item is decided, and never kept for a duplicate."
+    )
+    source: str
+    duplicate_of_id: int | None = Field(description="The queued item showing the same image.")
+    listed_entry_id: int | None = Field(description="The list entry that already has it.")
+    required_grades: int
+    created_at: str
+    decided_at: str | None
+    grade: str | None
+    age_band: str | None
+    entry_ids: list[int] = Field(description="The list entries published from this item.")
+
+
+class AssessmentOut(BaseModel):
+    analyst: str
+    grade: str
+    age_band: str | None
+    labels: list[str]
+    final: bool
+    at: str
+
+
+class ItemDetailOut(ItemOut):
+    grades: list[AssessmentOut] | None = Field(
+        description="Every grade given, for a senior analyst once the graders are done "
+        "(escalated or decided items); null otherwise, so that grading stays independent."
+    )
+
+
+class QueueOut(BaseModel):
+    analyst: str
+    items: list[ItemOut]
+
+
+class AnalystDayOut(BaseModel):
+    analyst: str
+    day: str = Field(description="YYYY-MM-DD, in UTC")
+    grades: int
+
+
+class CompositionOut(BaseModel):
+    list_id: int
+    list_name: str = Field(alias="list")
+    images: int = Field(description="Published images on the list, each counted once")
+    by_category: dict[str, int]
+    by_age_band: dict[str, int]
+
+
+class DashboardOut(BaseModel):
+    organisation: str
+    at: str
+    queued: int
+    escalated: int
+    published: int
+    rejected: int
+    duplicates: int
+    oldest_waiting_seconds: int | None = Field(
+        description="Age of the oldest item waiting for a grade or a decision; null if none"
+    )
+    grades_per_day: list[AnalystDayOut] = Field(description="The last 14 days")
+    agreement_rate: float | None = Field(
+        description="Items decided by agreement, of those that reached their required grades"
+    )
+    decided_by_agreement: int
+    reached_required_grades: int
+    lists: list[CompositionOut]

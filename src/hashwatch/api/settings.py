@@ -35,6 +35,10 @@ class ServiceSettings:
     #: How long an authenticated key, and an organisation's matchable lists, are reused before
     #: being read again: a revoked key or grant stops working in other workers within this.
     auth_cache_seconds: float = 1.0
+    #: Where media waiting for assessment is kept, encrypted (hashwatch.mediastore); None means
+    #: HASHWATCH_MEDIA_DIR or ./hashwatch-media. The key comes from HASHWATCH_MEDIA_KEY only,
+    #: never from an option, so it stays out of process listings.
+    media_dir: str | None = None
 
     @property
     def refresh_interval(self) -> float:

@@ -23,6 +23,7 @@ from sqlalchemy import insert
 from hashwatch import keys, sharing
 from hashwatch.api.settings import ServiceSettings
 from hashwatch.matching import Matcher
+from hashwatch.mediastore import MediaStore
 from hashwatch.store import Store, open_store
 from hashwatch.store.models import AuditEvent, Organisation
 
@@ -126,6 +127,14 @@ class ServiceState:
         self._matchable: dict[int, tuple[frozenset[int], float]] = {}
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._media: MediaStore | None = None
+
+    def media_store(self) -> MediaStore:
+        """The encrypted store of media waiting for assessment, opened on first use; raises
+        MediaStoreError when it is not configured (no HASHWATCH_MEDIA_KEY)."""
+        if self._media is None:
+            self._media = MediaStore.from_config(self.settings.media_dir)
+        return self._media
 
     # --- lifecycle ---------------------------------------------------------------------------
 

@@ -67,6 +67,7 @@ def create(request: Request, who: Writer, body: ListIn) -> dict[str, Any]:
             description=body.description,
             thresholds=_thresholds(body.thresholds),
             variants=body.variants,
+            required_grades=body.required_grades,
         )
         out = _describe(session, hash_list, sharing.OWNER)
     state.forget_access()
@@ -82,7 +83,7 @@ def show(request: Request, who: Reader, list_id: ListId) -> dict[str, Any]:
 
 @router.patch(
     "/{list_id}",
-    summary="Change a list's description, thresholds or variant kinds",
+    summary="Change a list's description, thresholds, variant kinds or required grades",
     response_model=ListOut,
 )
 def update(request: Request, who: Writer, list_id: ListId, body: ListPatch) -> dict[str, Any]:
@@ -90,7 +91,13 @@ def update(request: Request, who: Writer, list_id: ListId, body: ListPatch) -> d
         hash_list, _ = sharing.visible_list(session, who.organisation_id, list_id, sharing.OWNER)
         thresholds = _thresholds(body.thresholds) if body.thresholds else None
         lists.update_list(
-            session, hash_list, who.actor, body.description, thresholds, body.variants
+            session,
+            hash_list,
+            who.actor,
+            body.description,
+            thresholds,
+            body.variants,
+            required_grades=body.required_grades,
         )
         return _describe(session, hash_list, sharing.OWNER)
 
