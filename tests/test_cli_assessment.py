@@ -111,6 +111,24 @@ def test_users_create_list_and_disable(hotline: str) -> None:
     assert again.exit_code == 1 and "already disabled" in again.stderr
 
 
+def test_users_set_password_lifts_a_lock(hotline: str) -> None:
+    db = ("--db", hotline)
+    creating = ("users", "create", "cat", "--org", "hotline", "--password-stdin")
+    assert run(*creating, *db, input=PASSWORD + "\n").exit_code == 0
+    store = open_store(hotline)
+    for _ in range(people.MAX_FAILED_LOGINS):
+        with store.session() as session, pytest.raises(LoginFailed):
+            people.login(session, "cat", "not the password")
+    fresh = "another long passphrase"
+    changed = run("users", "set-password", "cat", "--password-stdin", *db, input=fresh + "\n")
+    assert changed.exit_code == 0 and lines(changed.stdout)[0]["password_changed"] is True
+    with store.session() as session:
+        assert people.login(session, "cat", fresh).username == "cat"
+    store.close()
+    short = run("users", "set-password", "cat", "--password-stdin", *db, input="short\n")
+    assert short.exit_code == 1
+
+
 def test_users_create_refuses_bad_input(hotline: str) -> None:
     db = ("--db", hotline)
 

@@ -395,29 +395,7 @@ def grade(
     _lock_item(session, item)
     if item.state != ItemState.QUEUED:
         raise Conflict(f"intake item {item.id} is {item.state}, not waiting for grades")
-    _ensure_not_graded(session, item, user)
-    session.add(
-        Assessment(
-            item_id=item.id,
-            user_id=user.id,
-            grade=chosen,
-            age_band=band,
-            labels=list(tags),
-            final=False,
-            created_at=utcnow(),
-        )
-    )
-    session.flush()
-    audit.record(
-        session,
-        actor,
-        "assessment.grade",
-        _list_of(session, item),
-        item_id=item.id,
-        user=user.username,
-        grade=chosen,
-        age_band=band,
-    )
+    _record(session, item, user, (chosen, band, tags), actor, final=False)
     grades = grades_of(session, item)
     if len(grades) < item.required_grades:
         return item
@@ -450,7 +428,22 @@ def decide(
     _lock_item(session, item)
     if item.state != ItemState.ESCALATED:
         raise Conflict(f"intake item {item.id} is {item.state}, not escalated")
+    _record(session, item, user, (chosen, band, tags), actor, final=True)
+    return _settle(session, vault, item, chosen, band, tags, actor, decided_by=user.username)
+
+
+def _record(
+    session: Session,
+    item: IntakeItem,
+    user: User,
+    parsed: tuple[str, str | None, tuple[str, ...]],
+    actor: str,
+    *,
+    final: bool,
+) -> None:
+    """Store one person's grade (a senior analyst's decision when `final`) and audit it."""
     _ensure_not_graded(session, item, user)
+    chosen, band, tags = parsed
     session.add(
         Assessment(
             item_id=item.id,
@@ -458,7 +451,7 @@ def decide(
             grade=chosen,
             age_band=band,
             labels=list(tags),
-            final=True,
+            final=final,
             created_at=utcnow(),
         )
     )
@@ -466,14 +459,13 @@ def decide(
     audit.record(
         session,
         actor,
-        "assessment.decide",
+        "assessment.decide" if final else "assessment.grade",
         _list_of(session, item),
         item_id=item.id,
         user=user.username,
         grade=chosen,
         age_band=band,
     )
-    return _settle(session, vault, item, chosen, band, tags, actor, decided_by=user.username)
 
 
 def _settle(

@@ -362,14 +362,36 @@ def users_create(
     """Create a console account; the password is asked for twice (at least 12 characters)."""
     if role not in ROLES:
         raise typer.BadParameter(f"must be one of {', '.join(ROLES)}", param_hint="'--role'")
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
-    else:
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    password = _new_password(password_stdin)
     with _store_session(db) as session:
         organisation = organisations.get_organisation(session, org)
         user = people.create_user(session, organisation, username, password, role, _actor())
         _emit(_user_json(user, organisation.name))
+
+
+@users_app.command("set-password")
+def users_set_password(
+    username: Annotated[str, typer.Argument(help="The account.")],
+    password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--password-stdin", help="Read the password from standard input instead of asking."
+        ),
+    ] = False,
+    db: Db = None,
+) -> None:
+    """Give an account a new password; this also lifts a login lock and signs it out everywhere."""
+    password = _new_password(password_stdin)
+    with _store_session(db) as session:
+        user = people.get_user(session, username)
+        people.set_password(session, user, password, _actor())
+        _emit({"username": user.username, "password_changed": True})
+
+
+def _new_password(from_stdin: bool) -> str:
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
 
 
 @users_app.command("list")

@@ -13,15 +13,21 @@ from typing import Any
 import httpx2
 import pytest
 import uvicorn
+from PIL import Image
+from sqlalchemy import select
 
-from hashwatch import keys, lists, organisations, sharing
+from hashwatch import assessment, keys, lists, organisations, sharing
 from hashwatch.api.app import create_app
 from hashwatch.errors import SyncError
+from hashwatch.hashing import hash_bytes
 from hashwatch.matching import Matcher
+from hashwatch.media import MediaLimits
+from hashwatch.mediastore import MediaStore
 from hashwatch.store import Store, open_store
-from hashwatch.store.models import HashList
+from hashwatch.store.models import HashList, User
 from hashwatch.sync import sync_list
 from tests.api.conftest import flip_bits, random_pdq, service_settings
+from tests.imaging import encode
 
 
 @dataclass
@@ -199,3 +205,59 @@ def test_a_local_copy_follows_the_origin_and_matches(
         offline = Matcher.from_store(session, [copy])
     report = offline.match_value("pdq", flip_bits(more[-1], 3))
     assert [m.distance for m in report.matches] == [3]
+
+
+def test_a_member_syncs_what_analysts_published_and_its_revocation(
+    start_server: Any,
+    store_url: str,
+    second_store_url: str,
+    tmp_path: Any,
+    photos: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The list owners' workflow end to end across two servers: an image taken in and graded
+    alike by two analysts is published; a member's local copy receives it and matches an edited
+    copy of the image offline; revoking the item reaches the copy too; no media is left."""
+    monkeypatch.setattr("hashwatch.sync.time.sleep", lambda seconds: None)
+    hotline = start_server(store_url)
+    platform = start_server(second_store_url)
+    vault = MediaStore(tmp_path / "media", bytes(32))
+    image = encode(photos["astronaut"], "JPEG", quality=90)
+    with hotline.store.session() as session:
+        owner = organisations.get_or_create_organisation(session, "hotline")
+        member = organisations.get_or_create_organisation(session, "platform")
+        hash_list = lists.create_list(session, owner, "verified", "test")
+        sharing.grant(session, hash_list, member, "read", "test")
+        for name in ("alice", "bob", "carol"):
+            session.add(
+                User(organisation_id=owner.id, username=name, password_hash="-", role="senior")
+            )
+        item = assessment.intake(session, vault, hash_list, image, "test", source="case 1")
+        list_id, item_id = hash_list.id, item.id
+    for name in ("alice", "bob"):
+        with hotline.store.session() as session:
+            person = session.scalars(select(User).where(User.username == name)).one()
+            taken = assessment.get_item(session, person, item_id)
+            assessment.grade(session, vault, taken, person, "A1", name, age_band="7-10")
+    assert vault.names() == []  # decided: the media is gone
+
+    sync_key = hotline.key("platform", "lists:read")
+    first = sync_list(platform.store, hotline.url, sync_key, list_id)
+    assert first.added == 4  # its PDQ, MD5, SHA-1 and SHA-256
+    edited = encode(Image.fromarray(photos["astronaut"]).resize((256, 256)), "JPEG", quality=60)
+    hashed = hash_bytes(edited, MediaLimits())
+    with platform.store.session() as session:
+        copy = session.query(HashList).filter(HashList.origin_list_id == list_id).one()
+        report = Matcher.from_store(session, [copy]).match_media(hashed)
+    [match] = report.matches
+    assert (match.signal_type, match.category, match.labels) == ("pdq", "A1", ("age:7-10",))
+
+    with hotline.store.session() as session:
+        carol = session.scalars(select(User).where(User.username == "carol")).one()
+        published = assessment.get_item(session, carol, item_id)
+        assessment.revoke_item(session, published, carol, "graded in error", "carol")
+    second = sync_list(platform.store, hotline.url, sync_key, list_id)
+    assert second.revoked == 4
+    with platform.store.session() as session:
+        copy = session.query(HashList).filter(HashList.origin_list_id == list_id).one()
+        assert Matcher.from_store(session, [copy]).match_media(hashed).matches == []
