@@ -38,7 +38,9 @@ __all__ = [
     "AGE_BANDS",
     "CATEGORIES",
     "GRADES",
+    "INDUSTRY_CATEGORIES",
     "ITEM_STATES",
+    "JOB_STATES",
     "NOT_ABUSE",
     "ROLES",
     "VARIANT_KINDS",
@@ -48,19 +50,31 @@ __all__ = [
     "Base",
     "ChangeKind",
     "ConsoleSession",
+    "EntryDispute",
     "HashList",
     "IntakeItem",
     "ItemState",
+    "JobState",
     "ListEntry",
     "ListGrant",
+    "MatchEvent",
+    "MatchException",
     "Organisation",
+    "ReportSubmission",
+    "ReviewJob",
+    "ThresholdOverride",
     "UTCDateTime",
     "User",
+    "Webhook",
+    "WebhookDelivery",
     "utcnow",
 ]
 
 #: UK scale (A, B, C) and US industry scale (A1, A2, B1, B2): the two grading vocabularies.
 CATEGORIES = ("A", "B", "C", "A1", "A2", "B1", "B2")
+
+#: The US industry classification a platform's reviewer gives confirmed content (CyberTipline).
+INDUSTRY_CATEGORIES = ("A1", "A2", "B1", "B2")
 
 #: An analyst's grade: a category on either scale, or "none" (not abuse material).
 NOT_ABUSE = "none"
@@ -125,6 +139,12 @@ class Organisation(Base):
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    #: A platform's choices for its match events (hashwatch.review): keep the matched media,
+    #: encrypted, as evidence (off unless turned on); how long a confirmed job's media and
+    #: metadata are preserved; how long an event nobody confirmed is kept.
+    retain_evidence: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    preserve_days: Mapped[int] = mapped_column(Integer, default=365, server_default="365")
+    unconfirmed_days: Mapped[int] = mapped_column(Integer, default=90, server_default="90")
 
 
 class HashList(Base):
@@ -378,3 +398,176 @@ class Assessment(Base):
     labels: Mapped[list[str]] = mapped_column(JSON, default=list)
     final: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+# --- platforms: match events, review, actions, reports (hashwatch.review, webhooks, reports) ---
+
+
+class JobState:
+    """Where a review job stands."""
+
+    OPEN = "open"  # waiting for a reviewer
+    CONFIRMED = "confirmed"  # a reviewer confirmed the content: act and report
+    FALSE_POSITIVE = "false_positive"  # not what the list says: never alerts again
+
+
+JOB_STATES = (JobState.OPEN, JobState.CONFIRMED, JobState.FALSE_POSITIVE)
+
+
+class ReviewJob(Base):
+    """The review of one of a platform's users: every match event of that user while the job is
+    open. Reviewed as one, so an account with many matches is one decision."""
+
+    __tablename__ = "review_jobs"
+    __table_args__ = (
+        CheckConstraint(
+            "state IN ({})".format(", ".join(f"'{s}'" for s in JOB_STATES)), name="state"
+        ),
+        CheckConstraint(
+            "classification IS NULL OR classification IN ({})".format(
+                ", ".join(f"'{c}'" for c in INDUSTRY_CATEGORIES)
+            ),
+            name="classification",
+        ),
+        Index("ix_review_jobs_queue", "organisation_id", "state", "severity", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    #: The platform's own reference to the user whose content matched.
+    user_ref: Mapped[str] = mapped_column(String(200))
+    state: Mapped[str] = mapped_column(String(16), default=JobState.OPEN)
+    #: Most severe category among the job's matches: lower is more severe (A1 = 0), for ordering.
+    severity: Mapped[int] = mapped_column(Integer, default=99)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decided_by: Mapped[str | None] = mapped_column(String(200))
+    classification: Mapped[str | None] = mapped_column(String(2))
+    annotations: Mapped[list[str]] = mapped_column(JSON, default=list)
+    #: Whether the reviewer viewed the media (the CyberTipline asks).
+    viewed: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: A confirmed job's media and metadata are kept until then, and purged after.
+    preserve_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class MatchEvent(Base):
+    """One match made for a platform, with the platform's own reference to the content. The
+    media itself is kept (encrypted) only when the organisation turned evidence retention on."""
+
+    __tablename__ = "match_events"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("review_jobs.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    content_id: Mapped[str] = mapped_column(String(200))
+    user_ref: Mapped[str] = mapped_column(String(200))
+    uploaded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ip_address: Mapped[str | None] = mapped_column(String(64))
+    #: Any other fields the platform passed about the content (file name, URL, ...).
+    extra: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: The content's own hashes by signal type, and what it matched (list, entry, distance, ...).
+    hashes: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
+    matches: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    media_name: Mapped[str | None] = mapped_column(String(64))
+    media_type: Mapped[str | None] = mapped_column(String(64))
+
+
+class MatchException(Base):
+    """A hash of content a platform's reviewer found to be a false positive: content with it
+    never alerts that organisation again."""
+
+    __tablename__ = "match_exceptions"
+    __table_args__ = (UniqueConstraint("organisation_id", "signal_type", "value"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    signal_type: Mapped[str] = mapped_column(String(32))
+    value: Mapped[str] = mapped_column(String(128))
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("review_jobs.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+
+
+class EntryDispute(Base):
+    """A platform's false-positive feedback on a list entry, seen by the list's owner."""
+
+    __tablename__ = "entry_disputes"
+    __table_args__ = (UniqueConstraint("entry_id", "organisation_id", "job_id"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    entry_id: Mapped[int] = mapped_column(ForeignKey("list_entries.id"), index=True)
+    list_id: Mapped[int] = mapped_column(ForeignKey("hash_lists.id"), index=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("review_jobs.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    note: Mapped[str] = mapped_column(Text, default="")
+
+
+class ThresholdOverride(Base):
+    """An organisation's own, stricter match threshold for one signal type of one list."""
+
+    __tablename__ = "threshold_overrides"
+    __table_args__ = (UniqueConstraint("organisation_id", "list_id", "signal_type"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
+    list_id: Mapped[int] = mapped_column(ForeignKey("hash_lists.id"))
+    signal_type: Mapped[str] = mapped_column(String(32))
+    threshold: Mapped[int] = mapped_column(Integer)
+
+
+class Webhook(Base):
+    """Where an organisation wants to hear of its matches and decisions.
+
+    The signing secret is never stored: it is derived from the server's key and `secret_salt`
+    (HMAC-SHA256), shown once when the webhook is made, and derived again to sign."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"), index=True)
+    url: Mapped[str] = mapped_column(String(500))
+    #: The kinds of event sent: "match" (an event recorded) and "decision" (a job decided).
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    secret_salt: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebhookDelivery(Base):
+    """One message to one webhook, and how sending it went (the delivery log)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_due", "delivered_at", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    webhook_id: Mapped[int] = mapped_column(ForeignKey("webhooks.id"), index=True)
+    event: Mapped[str] = mapped_column(String(32))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Set when retries ran out.
+    failed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class ReportSubmission(Base):
+    """A confirmed job's report sent to NCMEC's CyberTipline (or a test server), step by step."""
+
+    __tablename__ = "report_submissions"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("review_jobs.id"), index=True)
+    base_url: Mapped[str] = mapped_column(String(500))
+    #: The report id the CyberTipline gave at submission.
+    remote_id: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16), default="started")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    error: Mapped[str | None] = mapped_column(Text)
