@@ -36,8 +36,9 @@ __all__ = [
 #: feeds and exports; `lists:write` creating, changing and deleting lists and entries; `admin`
 #: sharing lists with other organisations; `intake` putting media into the organisation's
 #: assessment queue; `assess` grading, deciding and revoking on behalf of its named analysts, and
-#: reading the queue and the dashboard.
-SCOPES = ("match", "lists:read", "lists:write", "admin", "intake", "assess")
+#: reading the queue and the dashboard; `review` a platform's review of its match events
+#: (queue, decisions, reports); `admin` also its webhooks and evidence settings.
+SCOPES = ("match", "lists:read", "lists:write", "admin", "intake", "assess", "review")
 PREFIX = "hw"
 
 

@@ -20,7 +20,16 @@ from starlette.formparsers import MultiPartParser
 from hashwatch import __version__
 from hashwatch.api.errors import install_error_handlers
 from hashwatch.api.limits import BodyLimit, Timeout
-from hashwatch.api.routers import assessments, console, health, lists, matching
+from hashwatch.api.routers import (
+    assessments,
+    console,
+    health,
+    lists,
+    matching,
+    reports,
+    reviews,
+    webhooks,
+)
 from hashwatch.api.schemas import MatchIn
 from hashwatch.api.settings import ServiceSettings
 from hashwatch.api.state import ServiceState
@@ -65,6 +74,9 @@ def create_app(settings: ServiceSettings | None = None, store: Store | None = No
     app.include_router(matching.router)
     app.include_router(lists.router)
     app.include_router(assessments.router)
+    app.include_router(reviews.router)
+    app.include_router(webhooks.router)
+    app.include_router(reports.router)
     app.include_router(console.router)
     app.mount("/console/static", StaticFiles(directory=STATIC), name="console-static")
     # Multipart framing adds a little to the file itself.
