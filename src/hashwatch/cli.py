@@ -36,11 +36,13 @@ from hashwatch import (
     __version__,
     assessment,
     audit,
+    cybertip,
     keys,
     listfiles,
     lists,
     organisations,
     people,
+    reports,
     sharing,
 )
 from hashwatch.api.settings import ServiceSettings
@@ -55,7 +57,7 @@ from hashwatch.signals import parse_typed_value
 from hashwatch.signals.pdq import MIN_QUALITY
 from hashwatch.store import Store, open_store
 from hashwatch.store.database import DEFAULT_URL
-from hashwatch.store.models import ROLES, HashList, User
+from hashwatch.store.models import ROLES, HashList
 from hashwatch.tuning import tune_allocator
 
 __all__ = ["app", "main"]
@@ -80,6 +82,11 @@ app.add_typer(orgs_app, name="orgs")
 app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
 app.add_typer(db_app, name="db")
+reports_app = typer.Typer(
+    help="CyberTipline reports of confirmed review jobs: export them, or submit them.",
+    no_args_is_help=True,
+)
+app.add_typer(reports_app, name="reports")
 
 err = Console(stderr=True)
 
@@ -366,7 +373,7 @@ def users_create(
     with _store_session(db) as session:
         organisation = organisations.get_organisation(session, org)
         user = people.create_user(session, organisation, username, password, role, _actor())
-        _emit(_user_json(user, organisation.name))
+        _emit(people.describe(user, organisation.name))
 
 
 @users_app.command("set-password")
@@ -403,7 +410,7 @@ def users_list(
     with _store_session(db) as session:
         organisation = organisations.get_organisation(session, org)
         for user in people.list_users(session, organisation):
-            _emit(_user_json(user, organisation.name))
+            _emit(people.describe(user, organisation.name))
 
 
 @users_app.command("disable")
@@ -656,6 +663,134 @@ def lists_ungrant(
         grantee = organisations.get_organisation(session, to)
         sharing.revoke_grant(session, hash_list, grantee, _actor())
         _emit({"list": hash_list.name, "list_id": hash_list.id, "to": to, "access": None})
+
+
+# --- CyberTipline reports ------------------------------------------------------------------
+
+ReportOrg = Annotated[str, typer.Option("--org", help="The organisation whose job it is.")]
+ContactName = Annotated[
+    str | None,
+    typer.Option(
+        "--contact-name",
+        envvar=reports.REPORTER_ENV["contact_name"],
+        help="The reporting person's name.",
+        show_default=False,
+    ),
+]
+ContactEmail = Annotated[
+    str | None,
+    typer.Option(
+        "--email",
+        envvar=reports.REPORTER_ENV["email"],
+        help="The reporting person's email (the CyberTipline requires one).",
+        show_default=False,
+    ),
+]
+ContactPhone = Annotated[
+    str | None,
+    typer.Option(
+        "--phone",
+        envvar=reports.REPORTER_ENV["phone"],
+        help="The reporting person's phone.",
+        show_default=False,
+    ),
+]
+Service = Annotated[
+    str | None,
+    typer.Option(
+        "--service",
+        envvar=reports.REPORTER_ENV["service"],
+        help="Your product or service the user used (default: the organisation's name).",
+        show_default=False,
+    ),
+]
+
+
+@reports_app.command("export")
+def reports_export(
+    job_id: Annotated[int, typer.Argument(min=1, help="The confirmed review job.")],
+    org: ReportOrg,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="xml or text.")] = "xml",
+    contact_name: ContactName = None,
+    email: ContactEmail = None,
+    phone: ContactPhone = None,
+    service: Service = None,
+    db: Db = None,
+) -> None:
+    """Print a confirmed job's CyberTipline report: XML in the API's field names, or text."""
+    if fmt not in ("xml", "text"):
+        raise typer.BadParameter("format must be xml or text", param_hint="'--format'")
+    with _store_session(db) as session:
+        organisation = organisations.get_organisation(session, org)
+        reporter = reports.Reporter(
+            organisation.name,
+            contact_name=contact_name or "",
+            email=email or "",
+            phone=phone or "",
+            service=service or "",
+        )
+        made = reports.get_report(session, organisation.id, job_id, reporter)
+    if fmt == "text":
+        sys.stdout.write(reports.summary(made))
+    else:
+        sys.stdout.write(reports.to_xml(made).decode("utf-8"))
+    sys.stdout.flush()
+
+
+@reports_app.command("submit")
+def reports_submit(
+    job_id: Annotated[int, typer.Argument(min=1, help="The confirmed review job.")],
+    org: ReportOrg,
+    base_url: Annotated[
+        str,
+        typer.Option(
+            "--base-url",
+            help=f"The CyberTipline API: {cybertip.PRODUCTION_URL}, or NCMEC's test "
+            f"environment {cybertip.TESTING_URL}.",
+        ),
+    ],
+    contact_name: ContactName = None,
+    email: ContactEmail = None,
+    phone: ContactPhone = None,
+    service: Service = None,
+    media_dir: MediaDir = None,
+    db: Db = None,
+) -> None:
+    """Send a confirmed job's report to the CyberTipline: submit, upload each file with its
+    details, finish. Credentials come from HASHWATCH_CYBERTIP_USER and _PASSWORD only.
+
+    Prints the submission as JSON; exits 1 if a step failed (the report is then retracted)."""
+    actor = _actor()
+    with _domain_errors():
+        client = cybertip.CyberTiplineClient(
+            base_url,
+            os.environ.get(cybertip.USER_ENV, ""),
+            os.environ.get(cybertip.PASSWORD_ENV, ""),
+        )
+    with client, _store_session(db) as session:
+        organisation = organisations.get_organisation(session, org)
+        reporter = reports.Reporter(
+            organisation.name,
+            contact_name=contact_name or "",
+            email=email or "",
+            phone=phone or "",
+            service=service or "",
+        )
+        job = reports.get_job(session, organisation.id, job_id)
+        files = reports.build_report(session, job, reporter).files
+        vault = MediaStore.from_config(media_dir) if any(f.has_media for f in files) else None
+        submission = cybertip.submit_job(session, client, job, reporter, vault, actor=actor)
+        record = {
+            "job": job_id,
+            "submission": submission.id,
+            "state": submission.state,
+            "remote_id": submission.remote_id,
+            "error": submission.error,
+        }
+    _emit(record)
+    if record["state"] != cybertip.SubmissionState.FINISHED:
+        err.print(f"[red]error:[/] {escape(str(record['error']))}", highlight=False)
+        raise typer.Exit(1)
 
 
 # --- the service: organisations, keys, serve ------------------------------------------------
@@ -1005,17 +1140,6 @@ def _emit(record: dict[str, Any], indent: int | None = None) -> None:
 
 def _actor() -> str:
     return f"cli:{audit.local_user()}"
-
-
-def _user_json(user: User, organisation: str) -> dict[str, Any]:
-    return {
-        "id": user.id,
-        "username": user.username,
-        "organisation": organisation,
-        "role": user.role,
-        "created_at": user.created_at.isoformat(),
-        "disabled_at": user.disabled_at.isoformat() if user.disabled_at else None,
-    }
 
 
 def _read_media(path: str, limits: MediaLimits) -> bytes:

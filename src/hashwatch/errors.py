@@ -17,6 +17,7 @@ the input: it says what was wrong and, where it helps, what was expected.
      │    └── CorruptMedia         truncated or damaged image data
      ├── ImportRejected           a list import had bad rows; nothing was written
      ├── SyncError                another server refused or failed a sync of its list
+     ├── CyberTiplineError        the CyberTipline API refused a step or stayed unreachable
      ├── MediaStoreError          the encrypted media store is not configured, or a file in it
      │                            cannot be read (wrong key, tampered)
      ├── LoginFailed              wrong user name or password, or a disabled account: all alike
@@ -41,6 +42,7 @@ __all__ = [
     "AmbiguousValue",
     "Conflict",
     "CorruptMedia",
+    "CyberTiplineError",
     "EmptyMedia",
     "EntryNotFound",
     "Forbidden",
@@ -138,6 +140,10 @@ class SyncError(HashwatchError):
     """The origin server of a local copy refused a sync (a bad key, no access, no such list), or
     kept failing (unreachable, 5xx, rate limited) until retries ran out. The copy is left as it
     was after its last applied page."""
+
+
+class CyberTiplineError(HashwatchError):
+    """The CyberTipline API refused a step, or could not be reached until retries ran out."""
 
 
 class MediaStoreError(HashwatchError):

@@ -17,6 +17,7 @@ import re
 import secrets
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import Any
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -44,8 +45,10 @@ __all__ = [
     "SESSION_MAX",
     "create_user",
     "csrf_ok",
+    "describe",
     "disable_user",
     "end_session",
+    "get_member",
     "get_user",
     "has_role",
     "list_users",
@@ -376,3 +379,27 @@ def _end_sessions_of(session: Session, user: User) -> None:
 
 def _digest(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def describe(user: User, organisation: str) -> dict[str, Any]:
+    """A user as the CLI and the API show one: never the password hash or login counters."""
+    return {
+        "id": user.id,
+        "username": user.username,
+        "organisation": organisation,
+        "role": user.role,
+        "created_at": user.created_at.isoformat(),
+        "disabled_at": user.disabled_at.isoformat() if user.disabled_at else None,
+    }
+
+
+def get_member(session: Session, organisation_id: int, username: str) -> User:
+    """The user of this organisation with this name: anyone else's account is UserNotFound,
+    exactly like a name that does not exist."""
+    try:
+        user = get_user(session, username)
+    except UserNotFound:
+        user = None
+    if user is None or user.organisation_id != organisation_id:
+        raise UserNotFound(f"no user named {username.strip()!r}")
+    return user

@@ -23,9 +23,11 @@ from hashwatch.api.limits import BodyLimit, Timeout
 from hashwatch.api.routers import (
     assessments,
     console,
+    console_review,
     health,
     lists,
     matching,
+    people,
     reports,
     reviews,
     webhooks,
@@ -74,10 +76,12 @@ def create_app(settings: ServiceSettings | None = None, store: Store | None = No
     app.include_router(matching.router)
     app.include_router(lists.router)
     app.include_router(assessments.router)
+    app.include_router(people.router)
     app.include_router(reviews.router)
     app.include_router(webhooks.router)
     app.include_router(reports.router)
     app.include_router(console.router)
+    app.include_router(console_review.router)
     app.mount("/console/static", StaticFiles(directory=STATIC), name="console-static")
     # Multipart framing adds a little to the file itself.
     app.add_middleware(BodyLimit, max_bytes=chosen.max_upload_bytes + 64 * 1024)

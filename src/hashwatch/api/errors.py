@@ -35,6 +35,7 @@ _STATUS: list[tuple[type[errors.HashwatchError], int, str]] = [
     (errors.MediaError, 422, "bad_media"),
     (errors.ImportRejected, 422, "rejected"),
     (errors.MediaStoreError, 503, "media_store_unavailable"),
+    (errors.CyberTiplineError, 502, "cybertipline_error"),
     (errors.LoginThrottled, 429, "login_throttled"),
     (errors.LoginFailed, 401, "login_failed"),
     (errors.NotFound, 404, "not_found"),

@@ -29,7 +29,7 @@ from hashwatch.api.schemas import (
     RevokeItemIn,
 )
 from hashwatch.api.state import Principal, ServiceState
-from hashwatch.errors import Forbidden, ListNotFound, UserNotFound
+from hashwatch.errors import Forbidden, ListNotFound
 from hashwatch.media import check_byte_count
 from hashwatch.store.models import HashList, IntakeItem, ItemState, Organisation, User
 
@@ -209,13 +209,7 @@ def revoke(request: Request, who: Assess, item_id: ItemId, body: RevokeItemIn) -
 
 def _person(session: Session, who: Principal, username: str) -> User:
     """The analyst an action is done for: an active user of the key's organisation."""
-    try:
-        user = people.get_user(session, username)
-    except UserNotFound:
-        user = None
-    if user is None or user.organisation_id != who.organisation_id:
-        # Another organisation's user is answered exactly like one that does not exist.
-        raise UserNotFound(f"no user named {username.strip()!r}")
+    user = people.get_member(session, who.organisation_id, username)
     if user.disabled_at is not None:
         raise Forbidden(f"user {user.username!r} is disabled")
     return user
