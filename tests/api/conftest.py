@@ -16,7 +16,7 @@ import pytest
 from argon2 import PasswordHasher
 from fastapi.testclient import TestClient
 
-from hashwatch import keys, lists, organisations, people, sharing
+from hashwatch import keys, lists, organisations, people, sharing, webhooks
 from hashwatch.api.app import create_app
 from hashwatch.api.settings import ServiceSettings
 from hashwatch.api.state import ServiceState
@@ -111,9 +111,11 @@ def cheap_passwords(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def media_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
-    """The encrypted media store's folder, with a fresh key set in the environment."""
+    """The encrypted media store's folder, with a fresh key set in the environment (and a
+    webhook key: the service the `service` fixture runs is fully configured)."""
     folder = tmp_path / "media"
     monkeypatch.setenv(KEY_ENV, generate_key())
+    monkeypatch.setenv(webhooks.KEY_ENV, generate_key())
     monkeypatch.setenv(ROOT_ENV, str(folder))
     return folder
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import logging
 import math
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -20,8 +21,9 @@ from typing import Any
 
 from sqlalchemy import insert
 
-from hashwatch import keys, sharing
+from hashwatch import keys, sharing, webhooks
 from hashwatch.api.settings import ServiceSettings
+from hashwatch.errors import InvalidInput
 from hashwatch.matching import Matcher
 from hashwatch.mediastore import MediaStore
 from hashwatch.store import Store, open_store
@@ -31,6 +33,8 @@ __all__ = ["MatchLog", "Principal", "RateLimiter", "ServiceState"]
 
 log = logging.getLogger("hashwatch.api")
 
+#: Seconds between looks for due webhook deliveries.
+WEBHOOK_INTERVAL = 1.0
 #: Seconds between writes of the match log.
 MATCH_LOG_INTERVAL = 0.25
 
@@ -143,8 +147,27 @@ class ServiceState:
             threading.Thread(target=self._run, name="hashwatch-refresh", daemon=True),
             threading.Thread(target=self._write_match_log, name="hashwatch-log", daemon=True),
         ]
+        if os.environ.get(webhooks.KEY_ENV):
+            self._threads.append(
+                threading.Thread(
+                    target=self._deliver_webhooks, name="hashwatch-webhooks", daemon=True
+                )
+            )
         for thread in self._threads:
             thread.start()
+
+    def _deliver_webhooks(self) -> None:
+        """Send due webhook deliveries every second; a failure is logged, never fatal."""
+        try:
+            key = webhooks.server_key()
+        except InvalidInput:
+            log.exception("webhooks are off: the webhook key is not valid")
+            return
+        while not self._stop.wait(WEBHOOK_INTERVAL):
+            try:
+                webhooks.deliver_due(self.store, key)
+            except Exception:
+                log.exception("webhook deliveries failed; retrying")
 
     def stop(self) -> None:
         self._stop.set()
