@@ -80,6 +80,7 @@ __all__ = [
     "MediaVault",
     "dashboard",
     "decide",
+    "delete_media",
     "get_item",
     "grade",
     "grades_of",
@@ -90,6 +91,7 @@ __all__ = [
     "purge_orphans",
     "queue_for",
     "revoke_item",
+    "when_settled",
 ]
 
 log = logging.getLogger(__name__)
@@ -213,7 +215,7 @@ def intake(
         name = vault.put(data)
         item.media_name = name
         # The file exists before the row commits: if the transaction rolls back, remove it.
-        _when_settled(session, on_rollback=lambda: _delete_media(vault, name))
+        when_settled(session, on_rollback=lambda: delete_media(vault, name))
     session.add(item)
     session.flush()
     audit.record(
@@ -494,7 +496,7 @@ def _settle(
     name = item.media_name
     item.media_name = None
     if name is not None:
-        _when_settled(session, on_commit=lambda: _delete_media(vault, name))
+        when_settled(session, on_commit=lambda: delete_media(vault, name))
     session.flush()
     audit.record(
         session,
@@ -652,10 +654,10 @@ def purge_orphans(session: Session, vault: ListableMediaVault) -> int:
             )
         )
     )
-    return sum(1 for name in held if name not in named and _delete_media(vault, name))
+    return sum(1 for name in held if name not in named and delete_media(vault, name))
 
 
-def _delete_media(vault: MediaVault, name: str) -> bool:
+def delete_media(vault: MediaVault, name: str) -> bool:
     """Delete one file; a failure is logged (by name, never content) for purge_orphans to
     retry, not raised: it runs after a commit, when the decision already stands."""
     try:
@@ -685,7 +687,7 @@ class _Pending:
         return False
 
 
-def _when_settled(
+def when_settled(
     session: Session, *, on_commit: Action | None = None, on_rollback: Action | None = None
 ) -> None:
     """Run `on_commit` once the transaction in progress commits, or `on_rollback` if it (or the

@@ -1,0 +1,431 @@
+"""A platform's review of its matches: match events, one review job per platform user, decisions,
+and false-positive control.
+
+    match ──record_event──► event ──► the user's OPEN job ──confirm──► CONFIRMED (act, report)
+                                                          └─false_positive──► FALSE_POSITIVE
+
+- An event carries the platform's own reference to the content (content id, user, upload time,
+  IP address, any other fields) and what it matched, with distances and categories. The media
+  itself is kept, encrypted, only when the organisation turned evidence retention on.
+- All events of one platform user while a job is open join that job, so an account with many
+  matches is one decision. Jobs are reviewed most severe first (A1 before B2), then oldest.
+- A false positive adds the content's hashes to the organisation's exceptions, so the same
+  content never alerts it again, and records a dispute on each matched entry for the list's
+  owner to see.
+- An organisation may set a stricter threshold of its own for a list (never a looser one: the
+  matcher searches at the list's threshold).
+
+Functions flush; the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from hashwatch import audit, webhooks
+from hashwatch.assessment import MediaVault, delete_media, when_settled
+from hashwatch.errors import Conflict, InvalidInput, NotFound
+from hashwatch.lists import thresholds_for
+from hashwatch.matching import Match
+from hashwatch.store.models import (
+    INDUSTRY_CATEGORIES,
+    EntryDispute,
+    HashList,
+    JobState,
+    ListEntry,
+    MatchEvent,
+    MatchException,
+    Organisation,
+    ReviewJob,
+    ThresholdOverride,
+    utcnow,
+)
+
+__all__ = [
+    "EXCEPTION_PDQ_DISTANCE",
+    "ContentRef",
+    "confirm",
+    "disputes",
+    "false_positive",
+    "get_job",
+    "job_events",
+    "record_event",
+    "review_queue",
+    "set_threshold_override",
+]
+
+#: A content PDQ this close to an excepted one is the same content re-encoded or resized (such
+#: copies stay within about 10-20 bits); a larger radius would also silence merely similar
+#: content, which may be real abuse material near a false positive.
+EXCEPTION_PDQ_DISTANCE = 10
+#: Severity for ordering the queue: lower is more severe.
+SEVERITY = {"A1": 0, "A2": 1, "A": 2, "B1": 3, "B2": 4, "B": 5, "C": 6}
+NO_CATEGORY = 9
+MAX_REF = 200
+
+
+@dataclass(frozen=True)
+class ContentRef:
+    """The platform's own reference to an upload that matched."""
+
+    content_id: str
+    user_ref: str
+    uploaded_at: datetime | None = None
+    ip_address: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def record_event(
+    session: Session,
+    organisation: Organisation,
+    ref: ContentRef,
+    hashes: dict[str, str],
+    matches: Sequence[Match],
+    actor: str,
+    *,
+    media: bytes | None = None,
+    media_type: str | None = None,
+    vault: MediaVault | None = None,
+) -> MatchEvent | None:
+    """Record that content of the platform's matched, joined to its user's open review job.
+
+    Matches the organisation excepted, or beyond its own stricter threshold for that list, are
+    dropped first; None when none remain. The media is kept (encrypted, in `vault`) only when
+    the organisation retains evidence."""
+    for name, value in (("content_id", ref.content_id), ("user_ref", ref.user_ref)):
+        if not value.strip() or len(value) > MAX_REF:
+            raise InvalidInput(f"{name} must be 1 to {MAX_REF} characters")
+    if _excepted(session, organisation.id, hashes):
+        return None
+    kept = _within_overrides(session, organisation.id, matches)
+    if not kept:
+        return None
+    now = utcnow()
+    severity = min(SEVERITY.get(m.category or "", NO_CATEGORY) for m in kept)
+    job = session.scalar(
+        select(ReviewJob).where(
+            ReviewJob.organisation_id == organisation.id,
+            ReviewJob.user_ref == ref.user_ref,
+            ReviewJob.state == JobState.OPEN,
+        )
+    )
+    if job is None:
+        job = ReviewJob(
+            organisation_id=organisation.id,
+            user_ref=ref.user_ref,
+            state=JobState.OPEN,
+            severity=severity,
+            created_at=now,
+            updated_at=now,
+            annotations=[],
+            viewed=False,
+        )
+        session.add(job)
+        session.flush()
+    else:
+        job.severity = min(job.severity, severity)
+        job.updated_at = now
+    event = MatchEvent(
+        organisation_id=organisation.id,
+        job_id=job.id,
+        created_at=now,
+        content_id=ref.content_id,
+        user_ref=ref.user_ref,
+        uploaded_at=ref.uploaded_at,
+        ip_address=ref.ip_address,
+        extra=dict(ref.extra),
+        hashes=dict(hashes),
+        matches=[m.to_json() for m in kept],
+    )
+    if media is not None and organisation.retain_evidence:
+        if vault is None:
+            raise InvalidInput("evidence retention is on, but no media store was given")
+        event.media_name = vault.put(media)
+        event.media_type = media_type
+    session.add(event)
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "event.record",
+        organisation_id=organisation.id,
+        event_id=event.id,
+        job_id=job.id,
+        content_id=ref.content_id,
+        matches=len(kept),
+    )
+    webhooks.enqueue(session, organisation.id, "match", _event_summary(event))
+    return event
+
+
+def review_queue(session: Session, organisation_id: int, limit: int = 50) -> list[ReviewJob]:
+    """Open jobs, most severe first, then oldest."""
+    return list(
+        session.scalars(
+            select(ReviewJob)
+            .where(ReviewJob.organisation_id == organisation_id, ReviewJob.state == JobState.OPEN)
+            .order_by(ReviewJob.severity, ReviewJob.created_at, ReviewJob.id)
+            .limit(limit)
+        )
+    )
+
+
+def get_job(session: Session, organisation_id: int, job_id: int) -> ReviewJob:
+    """The organisation's job; another organisation's is not found, like a missing one."""
+    job = session.get(ReviewJob, job_id)
+    if job is None or job.organisation_id != organisation_id:
+        raise NotFound(f"no review job with id {job_id}")
+    return job
+
+
+def job_events(session: Session, job: ReviewJob) -> list[MatchEvent]:
+    return list(
+        session.scalars(
+            select(MatchEvent).where(MatchEvent.job_id == job.id).order_by(MatchEvent.id)
+        )
+    )
+
+
+def confirm(
+    session: Session,
+    job: ReviewJob,
+    reviewer: str,
+    classification: str,
+    actor: str,
+    *,
+    annotations: Sequence[str] = (),
+    viewed: bool = False,
+) -> ReviewJob:
+    """A reviewer confirms the job's content: it is preserved for the organisation's period and
+    can be reported."""
+    _open(job)
+    if classification not in INDUSTRY_CATEGORIES:
+        raise InvalidInput(f"classification must be one of {', '.join(INDUSTRY_CATEGORIES)}")
+    organisation = session.get(Organisation, job.organisation_id)
+    assert organisation is not None
+    now = utcnow()
+    job.state = JobState.CONFIRMED
+    job.classification = classification
+    job.annotations = [a.strip()[:200] for a in annotations if a.strip()][:32]
+    job.viewed = viewed
+    job.decided_at = job.updated_at = now
+    job.decided_by = reviewer
+    job.preserve_until = now + timedelta(days=organisation.preserve_days)
+    session.flush()
+    _decided(session, job, actor)
+    return job
+
+
+def false_positive(
+    session: Session,
+    vault: MediaVault | None,
+    job: ReviewJob,
+    reviewer: str,
+    actor: str,
+    *,
+    note: str = "",
+) -> ReviewJob:
+    """Not what the lists say: the content never alerts this organisation again, each matched
+    entry gets a dispute for its owner, and any evidence kept is deleted once this commits."""
+    _open(job)
+    events = job_events(session, job)
+    known = {
+        (row.signal_type, row.value)
+        for row in session.scalars(
+            select(MatchException).where(MatchException.organisation_id == job.organisation_id)
+        )
+    }
+    disputed: set[int] = set()
+    names: list[str] = []
+    for event in events:
+        for signal_type, value in event.hashes.items():
+            if (signal_type, value) not in known:
+                known.add((signal_type, value))
+                session.add(
+                    MatchException(
+                        organisation_id=job.organisation_id,
+                        signal_type=signal_type,
+                        value=value,
+                        job_id=job.id,
+                        created_by=reviewer,
+                        created_at=utcnow(),
+                    )
+                )
+        for match in event.matches:
+            entry_id = int(match["entry_id"])
+            if entry_id not in disputed:
+                disputed.add(entry_id)
+                session.add(
+                    EntryDispute(
+                        entry_id=entry_id,
+                        list_id=int(match["list_id"]),
+                        organisation_id=job.organisation_id,
+                        job_id=job.id,
+                        note=note.strip()[:1000],
+                        created_at=utcnow(),
+                    )
+                )
+        if event.media_name is not None:
+            names.append(event.media_name)
+            event.media_name = None
+    now = utcnow()
+    job.state = JobState.FALSE_POSITIVE
+    job.decided_at = job.updated_at = now
+    job.decided_by = reviewer
+    session.flush()
+    if vault is not None and names:
+        store = vault
+        when_settled(session, on_commit=lambda: _delete_all(store, names))
+    _decided(session, job, actor, disputed=sorted(disputed))
+    return job
+
+
+def disputes(session: Session, owner_organisation_id: int, list_id: int) -> list[dict[str, Any]]:
+    """For a list's owner: its entries that platforms reported as false positives, and how often."""
+    hash_list = session.get(HashList, list_id)
+    if hash_list is None or hash_list.owner_id != owner_organisation_id:
+        raise NotFound(f"no list with id {list_id}")
+    rows = session.execute(
+        select(ListEntry.id, ListEntry.signal_type, ListEntry.value, func.count(EntryDispute.id))
+        .join(EntryDispute, EntryDispute.entry_id == ListEntry.id)
+        .where(ListEntry.list_id == list_id)
+        .group_by(ListEntry.id, ListEntry.signal_type, ListEntry.value)
+        .order_by(func.count(EntryDispute.id).desc(), ListEntry.id)
+    ).all()
+    return [
+        {"entry_id": entry_id, "signal_type": kind, "value": value, "disputes": count}
+        for entry_id, kind, value, count in rows
+    ]
+
+
+def set_threshold_override(
+    session: Session,
+    organisation: Organisation,
+    hash_list: HashList,
+    signal_type: str,
+    threshold: int | None,
+    actor: str,
+) -> None:
+    """The organisation's own threshold for one signal type of a list it matches: at most the
+    list's own; None removes it."""
+    limit = thresholds_for(hash_list).get(signal_type)
+    if limit is None:
+        raise InvalidInput(f"list {hash_list.name!r} has no {signal_type!r} threshold")
+    session.execute(
+        delete(ThresholdOverride).where(
+            ThresholdOverride.organisation_id == organisation.id,
+            ThresholdOverride.list_id == hash_list.id,
+            ThresholdOverride.signal_type == signal_type,
+        )
+    )
+    if threshold is not None:
+        if not 0 <= threshold <= limit:
+            raise InvalidInput(
+                f"an override of the {signal_type} threshold must be from 0 to the list's "
+                f"own {limit}: the matcher searches no farther than the list's threshold"
+            )
+        session.add(
+            ThresholdOverride(
+                organisation_id=organisation.id,
+                list_id=hash_list.id,
+                signal_type=signal_type,
+                threshold=threshold,
+            )
+        )
+    session.flush()
+    audit.record(
+        session,
+        actor,
+        "threshold.override",
+        hash_list,
+        organisation_id=organisation.id,
+        signal_type=signal_type,
+        threshold=threshold,
+    )
+
+
+# --- helpers ---------------------------------------------------------------------------------
+
+
+def _open(job: ReviewJob) -> None:
+    if job.state != JobState.OPEN:
+        raise Conflict(f"review job {job.id} is already {job.state}")
+
+
+def _excepted(session: Session, organisation_id: int, hashes: dict[str, str]) -> bool:
+    """Whether the content is one the organisation found to be a false positive."""
+    exact = [(kind, value) for kind, value in hashes.items() if kind != "pdq"]
+    rows = session.execute(
+        select(MatchException.signal_type, MatchException.value).where(
+            MatchException.organisation_id == organisation_id
+        )
+    ).all()
+    if not rows:
+        return False
+    known = {(kind, value) for kind, value in rows}
+    if any(pair in known for pair in exact) or ("pdq", hashes.get("pdq")) in known:
+        return True
+    query = hashes.get("pdq")
+    excepted = [value for kind, value in rows if kind == "pdq"]
+    if query is None or not excepted:
+        return False
+    codes = np.frombuffer(bytes.fromhex("".join(excepted)), dtype=np.uint64).reshape(-1, 4)
+    mine = np.frombuffer(bytes.fromhex(query), dtype=np.uint64)
+    distances = np.bitwise_count(codes ^ mine).sum(axis=1)
+    return bool(distances.min() <= EXCEPTION_PDQ_DISTANCE)
+
+
+def _within_overrides(
+    session: Session, organisation_id: int, matches: Sequence[Match]
+) -> list[Match]:
+    overrides = {
+        (row.list_id, row.signal_type): row.threshold
+        for row in session.scalars(
+            select(ThresholdOverride).where(ThresholdOverride.organisation_id == organisation_id)
+        )
+    }
+    return [
+        m for m in matches if m.distance <= overrides.get((m.list_id, m.signal_type), m.distance)
+    ]
+
+
+def _delete_all(vault: MediaVault, names: list[str]) -> None:
+    for name in names:
+        delete_media(vault, name)
+
+
+def _event_summary(event: MatchEvent) -> dict[str, Any]:
+    return {
+        "event_id": event.id,
+        "job_id": event.job_id,
+        "content_id": event.content_id,
+        "user_ref": event.user_ref,
+        "matches": event.matches,
+    }
+
+
+def _decided(session: Session, job: ReviewJob, actor: str, **detail: Any) -> None:
+    audit.record(
+        session,
+        actor,
+        f"job.{job.state}",
+        organisation_id=job.organisation_id,
+        job_id=job.id,
+        reviewer=job.decided_by,
+        classification=job.classification,
+        **detail,
+    )
+    payload = {
+        "job_id": job.id,
+        "state": job.state,
+        "user_ref": job.user_ref,
+        "classification": job.classification,
+    }
+    webhooks.enqueue(session, job.organisation_id, "decision", payload)
