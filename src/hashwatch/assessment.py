@@ -86,6 +86,7 @@ __all__ = [
     "grades_of",
     "intake",
     "item_entries",
+    "mime_type",
     "next_item",
     "published_items",
     "purge_orphans",
@@ -199,7 +200,7 @@ def intake(
         sha256=hashes["sha256"],
         pdq=pdq,
         pdq_quality=quality,
-        media_type=_mime_type(data),
+        media_type=mime_type(data),
         media_bytes=len(data),
         source=clean_source,
         required_grades=hash_list.required_grades,
@@ -293,7 +294,7 @@ def _waiting_item(
     return ids[nearest] if int(distances[nearest]) <= threshold else None
 
 
-def _mime_type(data: bytes) -> str:
+def mime_type(data: bytes) -> str:
     """The MIME type of an image that has already decoded (so its header is safe to read)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -52,6 +53,17 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class ContentIn(_Strict):
+    """The platform's own reference to the content a hash came from: with it, a match is
+    recorded as a match event for review (hashwatch.review)."""
+
+    content_id: str = Field(min_length=1, max_length=200)
+    user_id: str = Field(min_length=1, max_length=200, description="The uploading user.")
+    uploaded_at: datetime | None = None
+    ip_address: str | None = Field(default=None, max_length=64)
+    extra: dict[str, str] = Field(default_factory=dict, max_length=32)
+
+
 class HashIn(_Strict):
     signal_type: str = Field(max_length=32, examples=["pdq"])
     value: str = Field(
@@ -60,6 +72,7 @@ class HashIn(_Strict):
     )
     #: A perceptual hash's quality (0-100) where the caller has it; low-quality hashes are skipped.
     quality: int | None = Field(default=None, ge=0, le=100)
+    content: ContentIn | None = None
 
 
 class MatchIn(_Strict):
@@ -90,6 +103,9 @@ class ItemResult(BaseModel):
     signal_type: str
     matches: list[MatchRecord]
     skipped: list[str]
+    event_id: int | None = Field(
+        default=None, description="The match event recorded, when the item carried `content`."
+    )
 
 
 class MatchOut(BaseModel):
@@ -119,6 +135,9 @@ class HashOut(BaseModel):
 class MediaMatchOut(HashOut):
     matches: list[MatchRecord]
     skipped: list[str]
+    event_id: int | None = Field(
+        default=None, description="The match event recorded, when a content reference was sent."
+    )
 
 
 VariantKind = Literal["dihedral", "trim"]

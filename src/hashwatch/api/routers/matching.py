@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Collection
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, File, Form, Request, Response, UploadFile
@@ -12,17 +13,20 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile as StarletteUpload
 
+from hashwatch import review
 from hashwatch.api.auth import get_state, require
 from hashwatch.api.errors import ApiError
-from hashwatch.api.schemas import MAX_ID, HashOut, MatchIn, MatchOut, MediaMatchOut
+from hashwatch.api.schemas import MAX_ID, ContentIn, HashOut, MatchIn, MatchOut, MediaMatchOut
 from hashwatch.api.state import Principal, ServiceState
+from hashwatch.assessment import mime_type
 from hashwatch.errors import ImportRejected, InvalidInput, LineError
 from hashwatch.hashing import MediaHashes, hash_bytes
 from hashwatch.lists import parse_variants
 from hashwatch.matching import Match, Matcher, MatchReport
 from hashwatch.media import check_byte_count
+from hashwatch.review import ContentRef
 from hashwatch.signals import get_signal_type
-from hashwatch.store.models import VARIANT_KINDS, utcnow
+from hashwatch.store.models import VARIANT_KINDS, Organisation, utcnow
 
 router = APIRouter(prefix="/v1", tags=["matching"])
 
@@ -88,7 +92,7 @@ async def match(request: Request, who: Matching) -> Response:
     state = get_state(request)
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
-        async with request.form(max_files=1, max_fields=4) as form:  # closes what it parsed
+        async with request.form(max_files=1, max_fields=8) as form:  # closes what it parsed
             upload = form.get("file")
             if not isinstance(upload, StarletteUpload):
                 raise ApiError(
@@ -100,8 +104,11 @@ async def match(request: Request, who: Matching) -> Response:
             kinds = _parse_variants(
                 variants_field if isinstance(variants_field, str) else None, VARIANT_KINDS
             )
+            content = _form_content(form)
             data = await _read_upload(upload, state)
-        return await run_in_threadpool(_encoded, _match_media, state, who, data, wanted, kinds)
+        return await run_in_threadpool(
+            _encoded, _match_media, state, who, data, wanted, kinds, content
+        )
     if content_type not in ("application/json", ""):
         raise ApiError(
             415,
@@ -191,6 +198,7 @@ def _match_hashes(state: ServiceState, who: Principal, request: MatchIn) -> dict
     matched = 0
     logged: list[dict[str, Any]] = []
     unmatched: list[dict[str, Any]] = []
+    events: list[tuple[int, Sighting]] = []
     for item, (query, maybe) in enumerate(zip(request.hashes, reports, strict=True)):
         assert maybe is not None
         report = maybe
@@ -206,9 +214,16 @@ def _match_hashes(state: ServiceState, who: Principal, request: MatchIn) -> dict
         if report.matches:
             matched += 1
             logged.extend(_logged(item, query.value, report.matches))
+            if query.content is not None:
+                ref = _content_ref(query.content)
+                events.append((item, Sighting(ref, {name: query.value}, report.matches)))
         elif state.settings.log_unmatched:
             unmatched.append({"item": item, "signal_type": name, "value": query.value})
     _record(state, who, at, len(results), matched, logged, unmatched)
+    if events:
+        made = _record_events(state, who, [sighting for _, sighting in events])
+        for (item, _), event_id in zip(events, made, strict=True):
+            results[item]["event_id"] = event_id
     return {"results": results, "matched_items": matched}
 
 
@@ -218,6 +233,7 @@ def _match_media(
     data: bytes,
     wanted: list[int] | None,
     kinds: tuple[str, ...],
+    content: ContentIn | None = None,
 ) -> dict[str, Any]:
     matcher = _matcher(state)
     allowed = _allowed_lists(state, who, wanted)
@@ -235,7 +251,81 @@ def _match_media(
     if not report.matches and state.settings.log_unmatched:
         unmatched = [{"item": 0, "hashes": media.hashes}]
     _record(state, who, at, 1, 1 if report.matches else 0, logged, unmatched)
+    if content is not None and report.matches:
+        sighting = Sighting(_content_ref(content), dict(media.hashes), report.matches, data)
+        out["event_id"] = _record_events(state, who, [sighting])[0]
     return out
+
+
+@dataclass(frozen=True)
+class Sighting:
+    """A match to record as a match event: the content, its hashes, what it matched."""
+
+    ref: ContentRef
+    hashes: dict[str, str]
+    matches: list[Match]
+    media: bytes | None = None
+
+
+def _content_ref(content: ContentIn) -> ContentRef:
+    return ContentRef(
+        content_id=content.content_id,
+        user_ref=content.user_id,
+        uploaded_at=content.uploaded_at,
+        ip_address=content.ip_address,
+        extra=dict(content.extra),
+    )
+
+
+def _record_events(
+    state: ServiceState, who: Principal, sightings: list[Sighting]
+) -> list[int | None]:
+    """Record the matches as match events for review, in one transaction; the events' ids
+    (None where the organisation excepted the content)."""
+    with state.store.session() as session:
+        organisation = session.get(Organisation, who.organisation_id)
+        assert organisation is not None
+        needs_vault = organisation.retain_evidence and any(s.media for s in sightings)
+        vault = state.media_store() if needs_vault else None
+        made = [
+            review.record_event(
+                session,
+                organisation,
+                sighting.ref,
+                sighting.hashes,
+                sighting.matches,
+                who.actor,
+                media=sighting.media,
+                media_type=_media_type(sighting.media) if sighting.media else None,
+                vault=vault,
+            )
+            for sighting in sightings
+        ]
+        return [event.id if event is not None else None for event in made]
+
+
+def _media_type(data: bytes) -> str:
+    """The MIME type of kept evidence; an exact match on bytes that are no image is kept too."""
+    try:
+        return mime_type(data)
+    except Exception:
+        return "application/octet-stream"
+
+
+def _form_content(form: Any) -> ContentIn | None:
+    """The content reference of an image upload (form fields content_id, user_id, uploaded_at,
+    ip_address), or None when it has none."""
+    fields = {
+        name: form.get(name)
+        for name in ("content_id", "user_id", "uploaded_at", "ip_address")
+        if isinstance(form.get(name), str) and form.get(name)
+    }
+    if not fields:
+        return None
+    try:
+        return ContentIn.model_validate(fields)
+    except ValidationError as exc:
+        raise RequestValidationError(exc.errors(include_url=False)) from None
 
 
 def _hash(data: bytes, state: ServiceState, kinds: tuple[str, ...] = ()) -> MediaHashes:
