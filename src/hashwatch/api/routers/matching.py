@@ -126,7 +126,10 @@ async def match(request: Request, who: Matching) -> Response:
             "too_large",
             f"{len(parsed.hashes)} hashes in one request; the limit is {state.settings.max_batch}",
         )
-    if len(parsed.hashes) <= 8:  # a single lookup costs less than a hop to the thread pool
+    recording = any(query.content is not None for query in parsed.hashes)
+    if len(parsed.hashes) <= 8 and not recording:
+        # A single lookup costs less than a hop to the thread pool; recording writes to the
+        # store, which must not block the event loop.
         return _encoded(_match_hashes, state, who, parsed)
     return await run_in_threadpool(_encoded, _match_hashes, state, who, parsed)
 
