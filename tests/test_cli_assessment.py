@@ -283,3 +283,10 @@ def test_serve_takes_a_media_dir_and_warns_without_a_key(
     monkeypatch.setenv(KEY_ENV, generate_key())
     quiet = run("serve", "--media-dir", str(media), "--db", db)
     assert quiet.exit_code == 0 and "unavailable" not in quiet.stderr
+
+
+def test_purge_runs_and_reports_its_counts(hotline: str) -> None:
+    result = run("purge", "--db", hotline)
+    assert result.exit_code == 0, result.output
+    counts = lines(result.stdout)[0]
+    assert all(isinstance(v, int) and v == 0 for v in counts.values()) and counts

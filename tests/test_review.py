@@ -24,6 +24,7 @@ from hashwatch.store.models import (
     Organisation,
     ReviewJob,
     WebhookDelivery,
+    utcnow,
 )
 from tests.api.conftest import flip_bits, random_pdq
 
@@ -199,3 +200,80 @@ def test_bad_references_are_refused(world: dict[str, Any]) -> None:
     for content, user in (("", "u"), ("c", " "), ("c" * 201, "u")):
         with pytest.raises(InvalidInput):
             record(store, a1, user, content)
+
+
+def test_purge_removes_what_is_past_its_period_and_keeps_the_rest(world: dict[str, Any]) -> None:
+    store, (a1, b2, c) = world["store"], world["values"]
+    vault = Vault()
+    with store.session() as session:
+        review.configure_evidence(
+            session, platform(session), ACTOR, retain_evidence=True, unconfirmed_days=90
+        )
+    kept = {
+        user: record(store, value, user, f"c-{user}", media=b"benign", vault=vault)
+        for user, value in (("u-1", a1), ("u-2", b2), ("u-3", c))
+    }
+    with store.session() as session:
+        org = platform(session)
+        confirmed = review.get_job(session, org.id, kept["u-1"].job_id or 0)  # type: ignore[union-attr]
+        review.confirm(session, confirmed, "rita", "A1", ACTOR, annotations=["infant"])
+        denied = review.get_job(session, org.id, kept["u-3"].job_id or 0)  # type: ignore[union-attr]
+        review.false_positive(session, vault, denied, "rita", ACTOR)
+    assert len(vault.files) == 2  # the false positive's evidence went with the decision
+    start = utcnow()
+    with store.session() as session:
+        nothing = review.purge(session, vault, now=start + timedelta(days=30))
+    assert not any(nothing.values()) and len(vault.files) == 2
+    with store.session() as session:
+        counts = review.purge(session, vault, now=start + timedelta(days=100))
+    assert counts["unconfirmed_events"] == 2 and counts["open_jobs_deleted"] == 1
+    assert counts["confirmed_events"] == 0 and len(vault.files) == 1  # the confirmed one's
+    with store.session() as session:
+        jobs = {job.id: job for job in session.scalars(select(ReviewJob))}
+        assert set(jobs) == {confirmed.id, denied.id}  # the open job left empty is gone
+        assert jobs[denied.id].user_ref == review.PURGED
+        assert [e.content_id for e in review.job_events(session, jobs[confirmed.id])] == ["c-u-1"]
+    with store.session() as session:
+        counts = review.purge(session, vault, now=start + timedelta(days=366))
+    assert counts["confirmed_jobs"] == 1 and counts["confirmed_events"] == 1
+    assert vault.files == {}
+    with store.session() as session:
+        job = session.get(ReviewJob, confirmed.id)
+        assert job is not None and job.user_ref == review.PURGED and job.annotations == []
+        assert job.classification == "A1"  # the decision itself stays on record
+        assert session.scalars(select(MatchEvent)).all() == []
+        purges = session.scalars(select(AuditEvent).where(AuditEvent.action == "review.purge"))
+        assert [p.detail["counts"]["media_deleted"] for p in purges] == [1, 1]
+
+
+def test_evidence_settings_are_checked_and_audited(world: dict[str, Any]) -> None:
+    store = world["store"]
+    with store.session() as session:
+        org = platform(session)
+        for bad in ({"preserve_days": 0}, {"unconfirmed_days": 10**6}):
+            with pytest.raises(InvalidInput):
+                review.configure_evidence(session, org, ACTOR, **bad)
+        review.configure_evidence(session, org, ACTOR, preserve_days=730)
+        assert (org.preserve_days, org.retain_evidence) == (730, False)
+    with store.session() as session:
+        [event] = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "settings.evidence")
+        )
+        assert event.detail == {"preserve_days": 730}
+
+
+def test_kept_media_is_removed_when_the_recording_rolls_back(world: dict[str, Any]) -> None:
+    store, (a1, _, _) = world["store"], world["values"]
+    vault = Vault()
+    with store.session() as session:
+        platform(session).retain_evidence = True
+    with pytest.raises(RuntimeError), store.session() as session:
+        ref = review.ContentRef(content_id="c-1", user_ref="u-1")
+        match = match_of(session, a1)
+        org = platform(session)
+        review.record_event(session, org, ref, {}, [match], ACTOR, media=b"x", vault=vault)
+        assert len(vault.files) == 1
+        raise RuntimeError("the request failed later")
+    assert vault.files == {}
+    with store.session() as session:
+        assert session.scalars(select(MatchEvent)).all() == []

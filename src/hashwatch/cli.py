@@ -43,6 +43,7 @@ from hashwatch import (
     organisations,
     people,
     reports,
+    review,
     sharing,
 )
 from hashwatch.api.settings import ServiceSettings
@@ -347,6 +348,23 @@ def media_key_command() -> None:
         highlight=False,
         soft_wrap=True,
     )
+
+
+@app.command("purge")
+def purge_command(
+    media_dir: MediaDir = None,
+    db: Db = None,
+) -> None:
+    """Delete what is kept past its period: confirmed review jobs' events and media after their
+    preservation, unconfirmed events after the organisation's period. Run it daily (cron)."""
+    with _domain_errors():
+        try:
+            vault: MediaStore | None = MediaStore.from_config(media_dir)
+        except MediaStoreError:
+            vault = None  # no media store configured: there is no media to delete either
+    with _store_session(db) as session:
+        counts = review.purge(session, vault)
+    _emit(counts)
 
 
 @users_app.command("create")

@@ -20,6 +20,7 @@ Functions flush; the caller owns the transaction.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -31,7 +32,7 @@ from sqlalchemy.orm import Session
 
 from hashwatch import audit, webhooks
 from hashwatch.assessment import MediaVault, delete_media, when_settled
-from hashwatch.errors import Conflict, InvalidInput, NotFound
+from hashwatch.errors import Conflict, InvalidInput, MediaStoreError, NotFound
 from hashwatch.lists import thresholds_for
 from hashwatch.matching import Match
 from hashwatch.store.models import (
@@ -50,15 +51,19 @@ from hashwatch.store.models import (
 
 __all__ = [
     "EXCEPTION_PDQ_DISTANCE",
+    "PURGED",
     "ContentRef",
+    "configure_evidence",
     "confirm",
     "disputes",
     "false_positive",
     "get_job",
     "job_events",
+    "purge",
     "record_event",
     "review_queue",
     "set_threshold_override",
+    "threshold_overrides",
 ]
 
 #: A content PDQ this close to an excepted one is the same content re-encoded or resized (such
@@ -69,6 +74,12 @@ EXCEPTION_PDQ_DISTANCE = 10
 SEVERITY = {"A1": 0, "A2": 1, "A": 2, "B1": 3, "B2": 4, "B": 5, "C": 6}
 NO_CATEGORY = 9
 MAX_REF = 200
+#: The longest period (days) an organisation may set for keeping events.
+MAX_DAYS = 3650
+#: The user reference a job keeps once its events are purged.
+PURGED = "purged"
+#: Who purges: a scheduled task, not a person.
+PURGE_ACTOR = "system:purge"
 
 
 @dataclass(frozen=True)
@@ -102,6 +113,7 @@ def record_event(
     for name, value in (("content_id", ref.content_id), ("user_ref", ref.user_ref)):
         if not value.strip() or len(value) > MAX_REF:
             raise InvalidInput(f"{name} must be 1 to {MAX_REF} characters")
+    address = _ip_address(ref.ip_address)
     if _excepted(session, organisation.id, hashes):
         return None
     kept = _within_overrides(session, organisation.id, matches)
@@ -139,7 +151,7 @@ def record_event(
         content_id=ref.content_id,
         user_ref=ref.user_ref,
         uploaded_at=ref.uploaded_at,
-        ip_address=ref.ip_address,
+        ip_address=address,
         extra=dict(ref.extra),
         hashes=dict(hashes),
         matches=[m.to_json() for m in kept],
@@ -147,8 +159,12 @@ def record_event(
     if media is not None and organisation.retain_evidence:
         if vault is None:
             raise InvalidInput("evidence retention is on, but no media store was given")
-        event.media_name = vault.put(media)
+        name = vault.put(media)
+        event.media_name = name
         event.media_type = media_type
+        # The file exists before the row commits: if the transaction rolls back, remove it.
+        store = vault
+        when_settled(session, on_rollback=lambda: delete_media(store, name))
     session.add(event)
     session.flush()
     audit.record(
@@ -242,6 +258,8 @@ def false_positive(
             select(MatchException).where(MatchException.organisation_id == job.organisation_id)
         )
     }
+    matched = {int(m["entry_id"]) for event in events for m in event.matches}
+    present = set(session.scalars(select(ListEntry.id).where(ListEntry.id.in_(matched))))
     disputed: set[int] = set()
     names: list[str] = []
     for event in events:
@@ -260,7 +278,7 @@ def false_positive(
                 )
         for match in event.matches:
             entry_id = int(match["entry_id"])
-            if entry_id not in disputed:
+            if entry_id in present and entry_id not in disputed:
                 disputed.add(entry_id)
                 session.add(
                     EntryDispute(
@@ -344,11 +362,150 @@ def set_threshold_override(
         session,
         actor,
         "threshold.override",
-        hash_list,
         organisation_id=organisation.id,
+        list_id=hash_list.id,
+        list=hash_list.name,
         signal_type=signal_type,
         threshold=threshold,
     )
+
+
+def threshold_overrides(session: Session, organisation_id: int) -> list[ThresholdOverride]:
+    """The organisation's own thresholds, by list and signal type."""
+    query = select(ThresholdOverride).where(ThresholdOverride.organisation_id == organisation_id)
+    return list(
+        session.scalars(query.order_by(ThresholdOverride.list_id, ThresholdOverride.signal_type))
+    )
+
+
+def configure_evidence(
+    session: Session,
+    organisation: Organisation,
+    actor: str,
+    *,
+    retain_evidence: bool | None = None,
+    preserve_days: int | None = None,
+    unconfirmed_days: int | None = None,
+) -> Organisation:
+    """Whether matched media is kept as evidence, how long a confirmed job is preserved after
+    its decision, and how long an unconfirmed event is kept; None leaves a setting as it is."""
+    for name, days in (("preserve_days", preserve_days), ("unconfirmed_days", unconfirmed_days)):
+        if days is not None and (
+            isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_DAYS
+        ):
+            raise InvalidInput(f"{name} must be a whole number of days from 1 to {MAX_DAYS}")
+    changed: dict[str, Any] = {}
+    if retain_evidence is not None:
+        changed["retain_evidence"] = organisation.retain_evidence = bool(retain_evidence)
+    if preserve_days is not None:
+        changed["preserve_days"] = organisation.preserve_days = preserve_days
+    if unconfirmed_days is not None:
+        changed["unconfirmed_days"] = organisation.unconfirmed_days = unconfirmed_days
+    session.flush()
+    audit.record(session, actor, "settings.evidence", organisation_id=organisation.id, **changed)
+    return organisation
+
+
+# --- purging ---------------------------------------------------------------------------------
+
+
+def purge(
+    session: Session, vault: MediaVault | None, now: datetime | None = None
+) -> dict[str, int]:
+    """Delete, for every organisation, what is kept past its period, and audit it per
+    organisation.
+
+    A confirmed job past preserve_until loses its events (metadata and media); the job stays as
+    the record of the decision, its user reference PURGED and its annotations cleared. Events of
+    open and false-positive jobs older than the organisation's unconfirmed_days are deleted with
+    their media; an open job left empty is deleted, a false-positive one (its exceptions and
+    disputes point at it) stays with its user reference PURGED. Media files go once this commits.
+    """
+    now = now or utcnow()
+    totals = dict.fromkeys(_PURGE_COUNTS, 0)
+    for organisation in list(session.scalars(select(Organisation).order_by(Organisation.id))):
+        counts = _purge_organisation(session, vault, organisation, now)
+        if any(counts.values()):
+            audit.record(
+                session, PURGE_ACTOR, "review.purge", organisation_id=organisation.id, counts=counts
+            )
+        for name, count in counts.items():
+            totals[name] += count
+    session.flush()
+    return totals
+
+
+_PURGE_COUNTS = (
+    "confirmed_jobs",
+    "confirmed_events",
+    "unconfirmed_events",
+    "open_jobs_deleted",
+    "media_deleted",
+)
+
+
+def _purge_organisation(
+    session: Session, vault: MediaVault | None, organisation: Organisation, now: datetime
+) -> dict[str, int]:
+    ours = ReviewJob.organisation_id == organisation.id
+    expired = list(
+        session.scalars(
+            select(ReviewJob).where(
+                ours,
+                ReviewJob.state == JobState.CONFIRMED,
+                ReviewJob.preserve_until <= now,
+                ReviewJob.user_ref != PURGED,
+            )
+        )
+    )
+    confirmed: list[MatchEvent] = []
+    for job in expired:
+        confirmed += job_events(session, job)
+        job.user_ref = PURGED
+        job.annotations = []
+        job.updated_at = now
+    cutoff = now - timedelta(days=organisation.unconfirmed_days)
+    unconfirmed = list(
+        session.scalars(
+            select(MatchEvent)
+            .join(ReviewJob, ReviewJob.id == MatchEvent.job_id)
+            .where(
+                ours,
+                ReviewJob.state.in_((JobState.OPEN, JobState.FALSE_POSITIVE)),
+                MatchEvent.created_at < cutoff,
+            )
+        )
+    )
+    doomed = [*confirmed, *unconfirmed]
+    names = [event.media_name for event in doomed if event.media_name is not None]
+    if names:
+        if vault is None:
+            raise MediaStoreError("evidence is kept for events being purged: give the media store")
+        store = vault
+        when_settled(session, on_commit=lambda: _delete_all(store, names))
+    for event in doomed:
+        session.delete(event)
+    session.flush()
+    emptied = 0
+    for job_id in sorted({event.job_id for event in unconfirmed if event.job_id is not None}):
+        left = session.scalar(select(func.count()).where(MatchEvent.job_id == job_id))
+        emptied_job = session.get(ReviewJob, job_id)
+        if left or emptied_job is None:
+            continue
+        if emptied_job.state == JobState.OPEN:
+            session.delete(emptied_job)
+            emptied += 1
+        else:
+            emptied_job.user_ref = PURGED
+            emptied_job.updated_at = now
+    session.flush()
+    return {
+        "confirmed_jobs": len(expired),
+        "confirmed_events": len(confirmed),
+        "unconfirmed_events": len(unconfirmed),
+        "open_jobs_deleted": emptied,
+        "media_deleted": len(names),
+    }
 
 
 # --- helpers ---------------------------------------------------------------------------------
@@ -394,6 +551,16 @@ def _within_overrides(
     return [
         m for m in matches if m.distance <= overrides.get((m.list_id, m.signal_type), m.distance)
     ]
+
+
+def _ip_address(text: str | None) -> str | None:
+    """The address in its usual written form; InvalidInput for anything that is not one."""
+    if text is None or not text.strip():
+        return None
+    try:
+        return str(ipaddress.ip_address(text.strip()))
+    except ValueError:
+        raise InvalidInput(f"{text[:64]!r} is not an IP address") from None
 
 
 def _delete_all(vault: MediaVault, names: list[str]) -> None:

@@ -144,3 +144,89 @@ def test_an_uploaded_image_is_kept_as_evidence_only_when_turned_on(
         "/v1/match", "platform", files={"file": ("a.jpg", image)}, data={"content_id": "x"}
     )
     assert bad.status_code == 422  # a reference needs the user too
+
+
+def test_evidence_is_served_only_to_its_organisation_and_only_while_kept(
+    service: Service, photos: dict[str, Any]
+) -> None:
+    image = encode(photos["chelsea"], "PNG")
+    hashed = service.post("/v1/hash", "platform", files={"file": ("a.png", image)}).json()
+    list_id = service.make_list(
+        "hotline", "verified", [{"signal_type": "pdq", "value": hashed["hashes"]["pdq"]}]
+    )
+    service.grant(list_id, "platform", "match")
+    settings = service.client.put(
+        "/v1/settings/evidence",
+        headers=service.headers("platform"),
+        json={"retain_evidence": True},
+    )
+    assert settings.status_code == 200
+    # A re-encoded copy of the same picture, uploaded by a user of the platform.
+    copy = encode(photos["chelsea"], "JPEG", quality=85)
+    form = {"content_id": "c-1", "user_id": "u-1", "uploaded_at": "2026-01-02T03:04:05Z"}
+    event_id = service.post(
+        "/v1/match", "platform", files={"file": ("a.jpg", copy)}, data=form
+    ).json()["event_id"]
+    assert event_id
+    job_id = service.get("/v1/reviews", "platform").json()["jobs"][0]["id"]
+    path = f"/v1/reviews/{job_id}/events/{event_id}/media"
+    shown = service.get(path, "platform")
+    assert shown.status_code == 200 and shown.content == copy
+    assert shown.headers["cache-control"] == "no-store"
+    assert service.get(path, "hotline").status_code == 404  # another organisation's job
+    assert service.get("/v1/reviews", "hotline").json()["jobs"] == []
+    assert service.get(f"/v1/reviews/{job_id}/events/999999/media", "platform").status_code == 404
+    service.post(f"/v1/reviews/{job_id}/false-positive", "platform", json={"reviewer": "r"})
+    assert service.get(path, "platform").status_code == 404  # deleted with the decision
+    # The same picture encoded once more: the platform marked it a false positive.
+    again = encode(photos["chelsea"], "JPEG", quality=70)
+    form = {"content_id": "c-2", "user_id": "u-2"}
+    answer = service.post("/v1/match", "platform", files={"file": ("b.jpg", again)}, data=form)
+    assert answer.json()["matches"] and answer.json()["event_id"] is None
+
+
+def test_an_override_can_be_removed(service: Service) -> None:
+    list_id, (a1, _, _) = _world(service)
+    headers = service.headers("platform")
+    path = f"/v1/lists/{list_id}/override"
+    service.client.put(path, headers=headers, json={"signal_type": "pdq", "threshold": 2})
+    assert _match(service, flip_bits(a1, 5), "u-1", "c-1")["event_id"] is None
+    removed = service.client.delete(path, headers=headers, params={"signal_type": "pdq"})
+    assert removed.status_code == 204
+    assert _match(service, flip_bits(a1, 5), "u-1", "c-2")["event_id"]
+    unseen = service.client.delete(
+        f"/v1/lists/{list_id}/override",
+        headers=service.headers("stranger"),
+        params={"signal_type": "pdq"},
+    )
+    assert unseen.status_code == 404
+
+
+def test_bad_input_is_never_a_server_error(service: Service) -> None:
+    _, (a1, _, _) = _world(service)
+    headers = service.headers("platform")
+    bad_contents: list[Any] = [
+        {"content_id": "c", "user_id": "u", "ip_address": "not an address"},
+        {"content_id": "c", "user_id": "u", "uploaded_at": "yesterday"},
+        {"content_id": "", "user_id": "u"},
+        {"content_id": "c"},
+        "c-1",
+    ]
+    for content in bad_contents:
+        item = {"signal_type": "pdq", "value": a1, "content": content}
+        answer = service.post("/v1/match", "platform", json={"hashes": [item]})
+        assert 400 <= answer.status_code < 500, (content, answer.text)
+    requests = [
+        ("post", "/v1/reviews/1/confirm", {"reviewer": "r", "classification": "Z9"}),
+        ("post", "/v1/reviews/1/confirm", {"classification": "A1"}),
+        ("post", "/v1/reviews/0/false-positive", {"reviewer": "r"}),
+        ("post", f"/v1/reviews/{2**70}/false-positive", {"reviewer": "r"}),
+        ("put", "/v1/settings/evidence", {"preserve_days": -1}),
+        ("put", "/v1/settings/evidence", {"retain_evidence": "maybe"}),
+        ("put", "/v1/lists/1/override", {"signal_type": "nope", "threshold": 1}),
+        ("put", "/v1/lists/1/override", {"signal_type": "pdq", "threshold": -1}),
+    ]
+    for method, path, body in requests:
+        answer = service.client.request(method, path, headers=headers, json=body)
+        assert 400 <= answer.status_code < 500, (path, body, answer.text)
+    assert service.get("/v1/reviews/1/events/1/media", "platform").status_code == 404

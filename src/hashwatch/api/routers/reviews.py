@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from hashwatch import audit, review, sharing
 from hashwatch.api.auth import get_state, require
 from hashwatch.api.schemas import MAX_ID
 from hashwatch.api.state import Principal
+from hashwatch.errors import NotFound
 from hashwatch.store.models import MatchEvent, Organisation, ReviewJob
 
 router = APIRouter(tags=["reviews"])
@@ -26,6 +27,7 @@ Reader = Annotated[Principal, Depends(require("lists:read"))]
 Admin = Annotated[Principal, Depends(require("admin"))]
 JobId = Annotated[int, Path(ge=1, le=MAX_ID, description="The review job's id")]
 ListId = Annotated[int, Path(ge=1, le=MAX_ID, description="The list's id")]
+EventId = Annotated[int, Path(ge=1, le=MAX_ID, description="The match event's id")]
 
 
 class _Strict(BaseModel):
@@ -112,11 +114,13 @@ def evidence(request: Request, who: Admin, body: EvidenceIn) -> dict[str, Any]:
     with get_state(request).store.session() as session:
         organisation = session.get(Organisation, who.organisation_id)
         assert organisation is not None
-        changed = body.model_dump(exclude_none=True)
-        for name, value in changed.items():
-            setattr(organisation, name, value)
-        audit.record(
-            session, who.actor, "settings.evidence", organisation_id=organisation.id, **changed
+        review.configure_evidence(
+            session,
+            organisation,
+            who.actor,
+            retain_evidence=body.retain_evidence,
+            preserve_days=body.preserve_days,
+            unconfirmed_days=body.unconfirmed_days,
         )
         return {
             "retain_evidence": organisation.retain_evidence,
@@ -139,6 +143,62 @@ def override(request: Request, who: Reviewer, list_id: ListId, body: OverrideIn)
             session, organisation, hash_list, body.signal_type, body.threshold, who.actor
         )
         return {"list_id": list_id, "signal_type": body.signal_type, "threshold": body.threshold}
+
+
+@router.delete(
+    "/v1/lists/{list_id}/override",
+    summary="Remove your own threshold for one signal type of a list you match",
+    status_code=204,
+)
+def remove_override(
+    request: Request,
+    who: Reviewer,
+    list_id: ListId,
+    signal_type: Annotated[str, Query(min_length=1, max_length=32)],
+) -> Response:
+    with get_state(request).store.session() as session:
+        hash_list, _ = sharing.visible_list(session, who.organisation_id, list_id)
+        organisation = session.get(Organisation, who.organisation_id)
+        assert organisation is not None
+        review.set_threshold_override(
+            session, organisation, hash_list, signal_type, None, who.actor
+        )
+    return Response(status_code=204)
+
+
+@router.get(
+    "/v1/reviews/{job_id}/events/{event_id}/media",
+    summary="The evidence kept for one event (encrypted at rest; never cached)",
+    responses={404: {"description": "No such event, or no media kept for it"}},
+)
+def media(request: Request, who: Reviewer, job_id: JobId, event_id: EventId) -> Response:
+    state = get_state(request)
+    with state.store.session() as session:
+        job = review.get_job(session, who.organisation_id, job_id)
+        event = session.get(MatchEvent, event_id)
+        if event is None or event.job_id != job.id or event.media_name is None:
+            raise NotFound(f"no evidence kept for event {event_id} of review job {job_id}")
+        name, media_type = event.media_name, event.media_type or ""
+        audit.record(
+            session,
+            who.actor,
+            "review.media_viewed",
+            organisation_id=who.organisation_id,
+            job_id=job.id,
+            event_id=event.id,
+        )
+    data = state.media_store().get(name)
+    # Only image types are served as themselves; nosniff stops a browser guessing.
+    kind = media_type if media_type.startswith("image/") else "application/octet-stream"
+    return Response(
+        content=data,
+        media_type=kind,
+        headers={
+            "Cache-Control": "no-store",
+            "X-Content-Type-Options": "nosniff",
+            "Content-Disposition": "attachment",
+        },
+    )
 
 
 @router.get("/v1/lists/{list_id}/disputes", summary="Your list's entries platforms disputed")
