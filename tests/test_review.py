@@ -3,6 +3,7 @@ decisions, and false-positive control (exceptions, disputes, stricter thresholds
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -277,3 +278,33 @@ def test_kept_media_is_removed_when_the_recording_rolls_back(world: dict[str, An
     assert vault.files == {}
     with store.session() as session:
         assert session.scalars(select(MatchEvent)).all() == []
+
+
+def test_two_reviewers_deciding_at_once_settle_it_once(world: dict[str, Any]) -> None:
+    store, (a1, _, _) = world["store"], world["values"]
+    event = record(store, a1, "u-1", "c-1")
+    assert event is not None
+    start = threading.Barrier(2)
+    outcomes: list[str] = []
+
+    def decide(reviewer: str) -> None:
+        try:
+            with store.session() as session:
+                job = review.get_job(session, platform(session).id, event.job_id or 0)
+                start.wait()
+                review.confirm(session, job, reviewer, "A1", ACTOR)
+            outcomes.append("confirmed")
+        except Exception as exc:  # Conflict on PostgreSQL; a refused stale write on SQLite
+            outcomes.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=decide, args=(name,)) for name in ("rita", "sam")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(outcomes).count("confirmed") == 1, outcomes
+    with store.session() as session:
+        audit_rows = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "job.confirmed")
+        ).all()
+        assert len(audit_rows) == 1

@@ -27,7 +27,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 from hashwatch import audit, webhooks
@@ -121,6 +121,15 @@ def record_event(
         return None
     now = utcnow()
     severity = min(SEVERITY.get(m.category or "", NO_CATEGORY) for m in kept)
+    # One open job per user: take the organisation's row first (an UPDATE that changes
+    # nothing: a row lock on PostgreSQL, the write lock on SQLite), so two first matches of a
+    # user at once cannot both open a job.
+    session.execute(
+        update(Organisation)
+        .where(Organisation.id == organisation.id)
+        .values(retain_evidence=Organisation.retain_evidence)
+        .execution_options(synchronize_session=False)
+    )
     job = session.scalar(
         select(ReviewJob).where(
             ReviewJob.organisation_id == organisation.id,
@@ -221,9 +230,9 @@ def confirm(
 ) -> ReviewJob:
     """A reviewer confirms the job's content: it is preserved for the organisation's period and
     can be reported."""
-    _open(job)
     if classification not in INDUSTRY_CATEGORIES:
         raise InvalidInput(f"classification must be one of {', '.join(INDUSTRY_CATEGORIES)}")
+    _claim(session, job, JobState.CONFIRMED)
     organisation = session.get(Organisation, job.organisation_id)
     assert organisation is not None
     now = utcnow()
@@ -250,7 +259,7 @@ def false_positive(
 ) -> ReviewJob:
     """Not what the lists say: the content never alerts this organisation again, each matched
     entry gets a dispute for its owner, and any evidence kept is deleted once this commits."""
-    _open(job)
+    _claim(session, job, JobState.FALSE_POSITIVE)
     events = job_events(session, job)
     known = {
         (row.signal_type, row.value)
@@ -511,9 +520,20 @@ def _purge_organisation(
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def _open(job: ReviewJob) -> None:
-    if job.state != JobState.OPEN:
+def _claim(session: Session, job: ReviewJob, state: str) -> None:
+    """Move an open job to `state` in one conditional UPDATE: of two reviewers deciding at once,
+    the second waits for the first's commit and then finds the job no longer open (Conflict),
+    on PostgreSQL and SQLite alike."""
+    claimed = session.execute(
+        update(ReviewJob)
+        .where(ReviewJob.id == job.id, ReviewJob.state == JobState.OPEN)
+        .values(state=state)
+        .execution_options(synchronize_session=False)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        session.refresh(job)
         raise Conflict(f"review job {job.id} is already {job.state}")
+    job.state = state
 
 
 def _excepted(session: Session, organisation_id: int, hashes: dict[str, str]) -> bool:
