@@ -23,7 +23,6 @@ from hashwatch.api.limits import BodyLimit, Timeout
 from hashwatch.api.routers import (
     assessments,
     console,
-    console_review,
     health,
     lists,
     matching,
@@ -81,7 +80,6 @@ def create_app(settings: ServiceSettings | None = None, store: Store | None = No
     app.include_router(webhooks.router)
     app.include_router(reports.router)
     app.include_router(console.router)
-    app.include_router(console_review.router)
     app.mount("/console/static", StaticFiles(directory=STATIC), name="console-static")
     # Multipart framing adds a little to the file itself.
     app.add_middleware(BodyLimit, max_bytes=chosen.max_upload_bytes + 64 * 1024)
