@@ -11,6 +11,7 @@ from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import httpx2
 import pytest
 from sqlalchemy import select
 
@@ -164,3 +165,76 @@ def test_the_secret_is_never_stored_and_urls_are_checked(store: Store) -> None:
         ):
             with pytest.raises(InvalidInput):
                 webhooks.create_webhook(session, owner, url, events, "test", KEY)
+
+
+def test_a_header_a_sender_could_garble_is_refused_not_an_error() -> None:
+    body = b"{}"
+    now = 1_800_000_000
+    good = webhooks.sign("whsec_x", now, body)
+    assert webhooks.verify("whsec_x", good, body, now=now + 299)
+    assert not webhooks.verify("whsec_x", good, body, now=now + 301)
+    assert not webhooks.verify("whsec_x", good, body, now=now - 301)  # from the future
+    for broken in (f"t={now},v1=é", "t=é,v1=00", "t", ",,,", f"t={now},v1="):
+        assert not webhooks.verify("whsec_x", broken, body, now=now)
+
+
+def test_retries_double_from_30_seconds_up_to_an_hour() -> None:
+    waits = [webhooks.retry_delay(n).total_seconds() for n in range(1, webhooks.MAX_ATTEMPTS)]
+    assert waits == [30, 60, 120, 240, 480, 960, 1920, 3600, 3600]
+
+
+def test_a_delivery_being_sent_is_not_taken_by_another_sender(store: Store) -> None:
+    """Two senders at once (two workers' threads) send a delivery once: the second finds it
+    claimed, on SQLite as on PostgreSQL."""
+    _platform(store, "http://receiver.invalid/hook")
+    with store.session() as session:
+        organisation_id = session.scalars(select(Webhook.organisation_id)).one()
+        webhooks.enqueue(session, organisation_id, "match", {"job_id": 1})
+    moment = utcnow()
+    posts: list[str] = []
+    nested: list[int] = []
+
+    def answer(request: httpx2.Request) -> httpx2.Response:
+        posts.append(request.headers["X-Hashwatch-Delivery"])
+        if not nested:  # another sender runs while this one waits on the receiver
+            nested.append(webhooks.deliver_due(store, KEY, client=client, now=moment))
+        return httpx2.Response(200)
+
+    client = httpx2.Client(transport=httpx2.MockTransport(answer))
+    assert webhooks.deliver_due(store, KEY, client=client, now=moment) == 1
+    assert nested == [0] and len(posts) == 1
+    with store.session() as session:
+        delivery = session.scalars(select(WebhookDelivery)).one()
+        assert delivery.attempts == 1 and delivery.delivered_at is not None
+
+
+def test_a_sender_that_died_mid_send_is_retried_after_its_claim(store: Store) -> None:
+    _platform(store, "http://receiver.invalid/hook")
+    with store.session() as session:
+        organisation_id = session.scalars(select(Webhook.organisation_id)).one()
+        webhooks.enqueue(session, organisation_id, "match", {})
+    moment = utcnow()
+
+    def crash(request: httpx2.Request) -> httpx2.Response:
+        raise KeyboardInterrupt  # stands for the process dying: nothing is recorded
+
+    with pytest.raises(KeyboardInterrupt):
+        webhooks.deliver_due(
+            store, KEY, client=httpx2.Client(transport=httpx2.MockTransport(crash)), now=moment
+        )
+    ok = httpx2.Client(transport=httpx2.MockTransport(lambda request: httpx2.Response(204)))
+    assert webhooks.deliver_due(store, KEY, client=ok, now=moment) == 0  # still claimed
+    later = moment + webhooks.CLAIM + timedelta(seconds=1)
+    assert webhooks.deliver_due(store, KEY, client=ok, now=later) == 1
+
+
+def test_disabling_drops_what_was_waiting_at_once(store: Store) -> None:
+    _platform(store, "http://receiver.invalid/hook")
+    with store.session() as session:
+        hook = session.scalars(select(Webhook)).one()
+        webhooks.enqueue(session, hook.organisation_id, "match", {})
+    with store.session() as session:
+        webhooks.disable_webhook(session, hook.organisation_id, hook.id, "test")
+        [delivery] = webhooks.deliveries(session, hook.organisation_id, hook.id)
+        assert delivery.failed_at is not None and delivery.next_attempt_at is None
+        assert delivery.last_error == "the webhook was disabled" and delivery.attempts == 0

@@ -26,12 +26,13 @@ import os
 import secrets
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx2
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from hashwatch import audit
@@ -49,6 +50,7 @@ __all__ = [
     "disable_webhook",
     "enqueue",
     "list_webhooks",
+    "retry_delay",
     "server_key",
     "sign",
     "verify",
@@ -59,7 +61,7 @@ KEY_ENV = "HASHWATCH_WEBHOOK_KEY"
 #: What a webhook can take: "match" (a match event recorded) and "decision" (a job decided).
 EVENTS = ("match", "decision")
 #: Attempts before a delivery is given up (marked failed); the waits double from FIRST_RETRY up
-#: to LONGEST_RETRY, so ten attempts span about five hours.
+#: to LONGEST_RETRY, so the ten attempts span about three hours (11,010 s).
 MAX_ATTEMPTS = 10
 FIRST_RETRY = timedelta(seconds=30)
 LONGEST_RETRY = timedelta(hours=1)
@@ -67,6 +69,10 @@ LONGEST_RETRY = timedelta(hours=1)
 TOLERANCE = 300
 TIMEOUT = 10.0
 MAX_URL = 500
+#: How long a delivery being sent is left alone by other workers; if the sender dies mid-send,
+#: it is tried again after this. Longer than a send can take (TIMEOUT).
+CLAIM = timedelta(seconds=60)
+DISABLED = "the webhook was disabled"
 
 
 def server_key(raw: str | None = None) -> bytes:
@@ -146,6 +152,17 @@ def disable_webhook(session: Session, organisation_id: int, webhook_id: int, act
     webhook = _own(session, organisation_id, webhook_id)
     if webhook.disabled_at is None:
         webhook.disabled_at = utcnow()
+        # Dropped now, not when each falls due, so the log says so at once.
+        session.execute(
+            update(WebhookDelivery)
+            .where(
+                WebhookDelivery.webhook_id == webhook.id,
+                WebhookDelivery.delivered_at.is_(None),
+                WebhookDelivery.failed_at.is_(None),
+            )
+            .values(failed_at=webhook.disabled_at, next_attempt_at=None, last_error=DISABLED)
+            .execution_options(synchronize_session=False)
+        )
         audit.record(
             session,
             actor,
@@ -235,7 +252,8 @@ def verify(
     if abs(current - timestamp) > tolerance:
         return False
     expected = sign(secret, timestamp, body).split("v1=", 1)[1]
-    return hmac.compare_digest(expected, presented)
+    # Bytes, not str: compare_digest refuses non-ASCII str, and a header is the sender's input.
+    return hmac.compare_digest(expected.encode(), presented.encode("utf-8", "replace"))
 
 
 def deliver_due(
@@ -250,73 +268,131 @@ def deliver_due(
 
     A 2xx answer delivers. Anything else (another status, a timeout, a refused connection) is
     recorded and retried after 30 s, 1 min, 2 min, ... up to an hour between tries; after
-    MAX_ATTEMPTS the delivery is marked failed. Deliveries to disabled webhooks are dropped."""
+    MAX_ATTEMPTS the delivery is marked failed. Deliveries to disabled webhooks are dropped.
+
+    Each delivery is claimed first (a short transaction that pushes its next attempt CLAIM
+    ahead), then sent with no transaction open, then its outcome is written at once. So workers
+    sending at the same time never take the same delivery, on SQLite as on PostgreSQL; a slow
+    receiver holds no database connection or lock; and a process that dies mid-send leaves the
+    delivery to be tried again when its claim runs out."""
     moment = now or utcnow()
+    claimed = _claim(store, key, moment, limit)
+    if not claimed:
+        return 0
     owned = client is None
     http = client or httpx2.Client(timeout=TIMEOUT, follow_redirects=False)
     delivered = 0
     try:
-        with store.session() as session:
-            due = session.execute(
-                select(WebhookDelivery, Webhook)
-                .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
-                .where(
-                    WebhookDelivery.delivered_at.is_(None),
-                    WebhookDelivery.failed_at.is_(None),
-                    WebhookDelivery.next_attempt_at <= moment,
-                )
-                .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
-                .limit(limit)
-                # PostgreSQL: workers sending at once take different deliveries. (SQLite has no
-                # row locks; receivers drop a repeat by its delivery id.)
-                .with_for_update(skip_locked=True, of=WebhookDelivery)
-            ).all()
-            for delivery, webhook in due:
-                if webhook.disabled_at is not None:
-                    delivery.failed_at = moment
-                    delivery.last_error = "the webhook was disabled"
-                    continue
-                if _send(http, delivery, webhook, key, moment):
-                    delivered += 1
+        for item in claimed:
+            status, error = _send(http, item)
+            _record(store, item, moment, status, error)
+            delivered += error is None
     finally:
         if owned:
             http.close()
     return delivered
 
 
-def _send(
-    http: httpx2.Client,
-    delivery: WebhookDelivery,
-    webhook: Webhook,
-    key: bytes,
-    moment: datetime,
-) -> bool:
-    body = delivery.body.encode()
+@dataclass(frozen=True)
+class _Claimed:
+    id: int
+    event: str
+    body: str
+    attempts: int
+    url: str
+    secret: str
+
+
+def _claim(store: Store, key: bytes, moment: datetime, limit: int) -> list[_Claimed]:
+    with store.session() as session:
+        due = session.execute(
+            select(WebhookDelivery, Webhook)
+            .join(Webhook, Webhook.id == WebhookDelivery.webhook_id)
+            .where(
+                WebhookDelivery.delivered_at.is_(None),
+                WebhookDelivery.failed_at.is_(None),
+                WebhookDelivery.next_attempt_at <= moment,
+            )
+            .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
+            .limit(limit)
+        ).all()
+        claimed: list[_Claimed] = []
+        for delivery, webhook in due:
+            if webhook.disabled_at is not None:  # queued as it was being disabled
+                delivery.failed_at = moment
+                delivery.next_attempt_at = None
+                delivery.last_error = DISABLED
+                continue
+            # Only the worker whose update still finds the delivery due and untried gets it.
+            taken = session.execute(
+                update(WebhookDelivery)
+                .where(
+                    WebhookDelivery.id == delivery.id,
+                    WebhookDelivery.attempts == delivery.attempts,
+                    WebhookDelivery.next_attempt_at <= moment,
+                    WebhookDelivery.delivered_at.is_(None),
+                    WebhookDelivery.failed_at.is_(None),
+                )
+                .values(next_attempt_at=moment + CLAIM)
+                .execution_options(synchronize_session=False)
+            )
+            if taken.rowcount == 1:  # type: ignore[attr-defined]
+                claimed.append(
+                    _Claimed(
+                        id=delivery.id,
+                        event=delivery.event,
+                        body=delivery.body,
+                        attempts=delivery.attempts,
+                        url=webhook.url,
+                        secret=webhook_secret(webhook, key),
+                    )
+                )
+    return claimed
+
+
+def _send(http: httpx2.Client, item: _Claimed) -> tuple[int | None, str | None]:
+    """The answer's status (None when there was none) and the error (None when delivered)."""
+    body = item.body.encode()
     headers = {
         "Content-Type": "application/json",
         "User-Agent": "hashwatch-webhooks",
-        "X-Hashwatch-Event": delivery.event,
-        "X-Hashwatch-Delivery": str(delivery.id),
-        "X-Hashwatch-Signature": sign(webhook_secret(webhook, key), int(time.time()), body),
+        "X-Hashwatch-Event": item.event,
+        "X-Hashwatch-Delivery": str(item.id),
+        # The receiver's clock judges this timestamp, so it is the real time, not `now`.
+        "X-Hashwatch-Signature": sign(item.secret, int(time.time()), body),
     }
-    delivery.attempts += 1
     try:
-        response = http.post(webhook.url, content=body, headers=headers)
+        response = http.post(item.url, content=body, headers=headers, timeout=TIMEOUT)
     except httpx2.HTTPError as exc:
-        delivery.last_status = None
-        delivery.last_error = f"{type(exc).__name__}: {exc}"[:500]
-    else:
-        delivery.last_status = response.status_code
-        if 200 <= response.status_code < 300:
+        return None, f"{type(exc).__name__}: {exc}"[:500]
+    if 200 <= response.status_code < 300:
+        return response.status_code, None
+    return response.status_code, f"answered {response.status_code}"
+
+
+def _record(
+    store: Store, item: _Claimed, moment: datetime, status: int | None, error: str | None
+) -> None:
+    with store.session() as session:
+        delivery = session.get(WebhookDelivery, item.id)
+        if delivery is None:
+            return
+        delivery.attempts = item.attempts + 1
+        if delivery.failed_at is not None and error is not None:
+            return  # the webhook was disabled while this was being sent
+        delivery.last_status = status
+        delivery.last_error = error
+        if error is None:
             delivery.delivered_at = moment
-            delivery.last_error = None
             delivery.next_attempt_at = None
-            return True
-        delivery.last_error = f"answered {response.status_code}"
-    if delivery.attempts >= MAX_ATTEMPTS:
-        delivery.failed_at = moment
-        delivery.next_attempt_at = None
-    else:
-        wait = min(FIRST_RETRY * 2 ** (delivery.attempts - 1), LONGEST_RETRY)
-        delivery.next_attempt_at = moment + wait
-    return False
+        elif delivery.attempts >= MAX_ATTEMPTS:
+            delivery.failed_at = moment
+            delivery.next_attempt_at = None
+        else:
+            delivery.next_attempt_at = moment + retry_delay(delivery.attempts)
+
+
+def retry_delay(attempts: int) -> timedelta:
+    """The wait after the `attempts`-th failed try: 30 s, doubling, at most an hour."""
+    doubled: timedelta = FIRST_RETRY * (1 << min(max(attempts - 1, 0), 16))
+    return min(doubled, LONGEST_RETRY)
