@@ -42,7 +42,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib.metadata import version
@@ -204,14 +204,19 @@ def image_body(seed: int) -> bytes:
 
 
 def build_scenarios(
-    codes: np.ndarray, seed: int, folder: Path, chosen: list[str], single_connections: int
+    codes: np.ndarray,
+    seed: int,
+    folder: Path,
+    chosen: list[str],
+    single_connections: int,
+    batch_connections: int,
 ) -> list[Scenario]:
     rng = np.random.default_rng(seed + 1)
     scenarios = []
     for name, per_request, pool, connections in (
         ("single", 1, 5000, single_connections),
-        ("batch-1000", 1000, 16, 4),
-        ("batch-10000", 10_000, 4, 2),
+        ("batch-1000", 1000, 16, batch_connections),
+        ("batch-10000", 10_000, 4, max(2, batch_connections // 2)),
     ):
         if name not in chosen:
             continue
@@ -309,11 +314,13 @@ def resident_bytes(pids: list[int]) -> int:
 
 
 @contextmanager
-def running_server(url: str, workers: int, log_path: Path) -> Iterator[tuple[str, int]]:
+def running_server(
+    url: str, workers: int, log_path: Path, extra: Sequence[str] = ()
+) -> Iterator[tuple[str, int]]:
     port = free_port()
     command = [
         hashwatch_command(), "serve", "--db", url, "--host", "127.0.0.1", "--port", str(port),
-        "--workers", str(workers), "--rate-limit", "0",
+        "--workers", str(workers), "--rate-limit", "0", *extra,
     ]  # fmt: skip
     with log_path.open("wb") as log:
         server = subprocess.Popen(
@@ -570,6 +577,12 @@ def main() -> None:
         help="which runs, comma-separated, from single, batch-1000, batch-10000, image",
     )
     parser.add_argument("--single-connections", type=int, default=16)
+    parser.add_argument(
+        "--batch-connections",
+        type=int,
+        default=4,
+        help="connections for batch-1000 (half as many, at least 2, for batch-10000)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--data-dir",
@@ -586,6 +599,9 @@ def main() -> None:
         default=300,
         help="seconds to wait, before each run, for other processes to leave the CPUs alone",
     )
+    parser.add_argument(
+        "--serve-args", default="", help="more options for `hashwatch serve`, space-separated"
+    )
     parser.add_argument("--rebuild", action="store_true", help="build the store again")
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs alone")
     args = parser.parse_args()
@@ -598,7 +614,9 @@ def main() -> None:
 
     codes = stored_codes(args.entries, args.seed)
     url, key = prepare_store(args.data_dir, codes, args.seed, args.rebuild)
-    scenarios = build_scenarios(codes, args.seed, args.data_dir, chosen, args.single_connections)
+    scenarios = build_scenarios(
+        codes, args.seed, args.data_dir, chosen, args.single_connections, args.batch_connections
+    )
     del codes
     wrk_log = args.data_dir / "wrk.log"
     wrk_log.write_text("")
@@ -650,7 +668,7 @@ def measure(
     """Start the server with this many workers, check it, and run every scenario against it."""
     results = []
     server_log = args.data_dir / f"server-{workers}.log"
-    with running_server(url, workers, server_log) as (base, pid):
+    with running_server(url, workers, server_log, args.serve_args.split()) as (base, pid):
         ready = wait_ready(base, pid, server_log, args.ready_timeout)
         memory = resident_bytes(process_tree(pid)) / 2**30
         print(f"{workers_text(workers)}: ready in {ready:.1f} s, {memory:.1f} GiB resident")

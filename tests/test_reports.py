@@ -365,6 +365,18 @@ def test_summary_names_every_file_and_its_hashes(store: Store) -> None:
     assert "A2" in text and "viewed by the reviewer" in text
 
 
+def test_annotations_name_tags_as_people_write_them(store: Store) -> None:
+    written = ("Physical Harm", "violence/gore", "generative-AI", "INFANT", "seen twice")
+    made = make_job(store, annotations=written)
+    root = ET.fromstring(reports.to_xml(build(store, made)))
+    for file in root.findall("files/fileDetails"):
+        tags = file.find("fileAnnotations")
+        assert tags is not None
+        assert [t.tag for t in tags] == ["physicalHarm", "violenceGore", "infant", "generativeAi"]
+        assert "Reviewer annotation: seen twice" in [i.text for i in file.findall("additionalInfo")]
+    assert "physical harm" in reports.annotation_names()
+
+
 def test_reporter_from_env_with_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HASHWATCH_REPORTER_EMAIL", "env@example.org")
     monkeypatch.setenv("HASHWATCH_REPORTER_NAME", "Env Person")

@@ -156,7 +156,9 @@ def test_a_false_positive_never_alerts_again_and_disputes_the_entry(
         platform(session).retain_evidence = True
     vault = Vault()
     query = flip_bits(b2, 4)
-    event = record(store, b2, "u-1", "c-1", query=query, media=b"benign", vault=vault)
+    event = record(
+        store, b2, "u-1", "c-1", query=query, media=b"benign", vault=vault, pdq_quality=90
+    )
     assert event is not None and event.media_name in vault.files
     with store.session() as session:
         job = review.get_job(session, platform(session).id, event.job_id or 0)
@@ -164,10 +166,10 @@ def test_a_false_positive_never_alerts_again_and_disputes_the_entry(
     assert vault.files == {}  # evidence deleted once the decision committed
     # The same content (the same PDQ, or a re-encoding a few bits away) is silenced ...
     assert record(store, b2, "u-9", "c-2", query=query) is None
-    assert record(store, b2, "u-9", "c-3", query=flip_bits(query, 5)) is None
+    assert record(store, b2, "u-9", "c-3", query=flip_bits(query, 5), pdq_quality=80) is None
     # ... but not other content matching the same entry, nor other entries.
-    assert record(store, b2, "u-9", "c-4", query=flip_bits(b2, 25)) is not None
-    assert record(store, c, "u-9", "c-5") is not None
+    assert record(store, b2, "u-9", "c-4", query=flip_bits(b2, 25), pdq_quality=80) is not None
+    assert record(store, c, "u-9", "c-5", pdq_quality=80) is not None
     with store.session() as session:
         hotline_list = session.scalars(select(HashList)).one()
         owner = hotline_list.owner_id
@@ -175,6 +177,27 @@ def test_a_false_positive_never_alerts_again_and_disputes_the_entry(
         assert dispute["value"] == b2 and dispute["disputes"] == 1
         with pytest.raises(NotFound):
             review.disputes(session, platform(session).id, hotline_list.id)
+
+
+def test_only_good_pdq_hashes_except_their_neighbours(world: dict[str, Any]) -> None:
+    """Near-blank images have low-quality PDQ hashes that sit close together: a false positive
+    on one must not silence the others, which may match a list through exact hashes."""
+    store, (a1, b2, c) = world["store"], world["values"]
+    for value, user, quality in ((a1, "u-1", 20), (b2, "u-2", None), (c, "u-3", 90)):
+        event = record(store, value, user, f"c-{user}", query=value, pdq_quality=quality)
+        assert event is not None
+        with store.session() as session:
+            job = review.get_job(session, platform(session).id, event.job_id or 0)
+            review.false_positive(session, None, job, "rita", ACTOR)
+    for value, quality in ((a1, 20), (b2, 90), (c, 90)):
+        # Each excepted hash itself, whatever its quality, never alerts again.
+        assert record(store, value, "u-8", "c-again", query=value, pdq_quality=quality) is None
+    # Its neighbours: only around a good hash, and only from a good hash.
+    assert record(store, a1, "u-9", "c-1", query=flip_bits(a1, 3), pdq_quality=90) is not None
+    assert record(store, b2, "u-9", "c-2", query=flip_bits(b2, 3), pdq_quality=90) is not None
+    assert record(store, c, "u-9", "c-3", query=flip_bits(c, 3), pdq_quality=90) is None
+    assert record(store, c, "u-9", "c-4", query=flip_bits(c, 3), pdq_quality=30) is not None
+    assert record(store, c, "u-9", "c-5", query=flip_bits(c, 3)) is not None  # quality unknown
 
 
 def test_a_stricter_threshold_of_the_platforms_own(world: dict[str, Any]) -> None:

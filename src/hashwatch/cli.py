@@ -906,6 +906,13 @@ def serve_command(
         bool,
         typer.Option(help="Also log hashes of content that matched nothing (off: only matches)."),
     ] = False,
+    match_threads: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Match requests each worker runs at once; 0: the cores shared among workers.",
+        ),
+    ] = ServiceSettings.match_threads,
     max_bytes: MaxBytes = None,
     max_pixels: MaxPixels = None,
     media_dir: MediaDir = None,
@@ -934,6 +941,8 @@ def serve_command(
         max_upload_bytes=limits.max_bytes,
         max_pixels=limits.max_pixels,
         media_dir=media_dir,
+        workers=workers,
+        match_threads=match_threads,
     )
     from hashwatch.api.app import serve  # FastAPI loads only for this command
 

@@ -41,6 +41,7 @@ __all__ = [
     "ReportFile",
     "ReportedUser",
     "Reporter",
+    "annotation_names",
     "build_report",
     "file_details_xml",
     "get_job",
@@ -71,6 +72,15 @@ FILE_ANNOTATIONS = (
     "generativeAi",
 )
 _ANNOTATION_TAGS = {tag.lower(): tag for tag in FILE_ANNOTATIONS}
+#: What a reviewer may type for a tag: its letters in any case, with spaces, hyphens, slashes or
+#: underscores anywhere ("Physical Harm", "violence/gore", "generative-AI").
+_SEPARATORS = re.compile(r"[\s_/-]+")
+
+
+def annotation_names() -> list[str]:
+    """The file annotation tags as a reviewer would write them: "physical harm"."""
+    return [re.sub(r"(?<=[a-z])(?=[A-Z])", " ", tag).lower() for tag in FILE_ANNOTATIONS]
+
 
 #: Environment variables giving a server's or command's default reporter details.
 REPORTER_ENV = {
@@ -255,7 +265,7 @@ def _split_annotations(annotations: Iterable[str]) -> tuple[tuple[str, ...], tup
     tags: list[str] = []
     notes: list[str] = []
     for annotation in annotations or ():
-        tag = _ANNOTATION_TAGS.get(str(annotation).strip().lower())
+        tag = _ANNOTATION_TAGS.get(_SEPARATORS.sub("", str(annotation)).lower())
         if tag is not None:
             if tag not in tags:
                 tags.append(tag)

@@ -35,6 +35,7 @@ from hashwatch.assessment import MediaVault, delete_media, when_settled
 from hashwatch.errors import Conflict, InvalidInput, MediaStoreError, NotFound
 from hashwatch.lists import thresholds_for
 from hashwatch.matching import Match
+from hashwatch.signals.pdq import MIN_QUALITY
 from hashwatch.store.models import (
     INDUSTRY_CATEGORIES,
     EntryDispute,
@@ -55,14 +56,18 @@ __all__ = [
     "ContentRef",
     "configure_evidence",
     "confirm",
+    "decided_jobs",
     "disputes",
+    "event_counts",
     "false_positive",
     "get_job",
     "job_events",
+    "next_job",
     "purge",
     "record_event",
     "review_queue",
     "set_threshold_override",
+    "severity_name",
     "threshold_overrides",
 ]
 
@@ -73,6 +78,7 @@ EXCEPTION_PDQ_DISTANCE = 10
 #: Severity for ordering the queue: lower is more severe.
 SEVERITY = {"A1": 0, "A2": 1, "A": 2, "B1": 3, "B2": 4, "B": 5, "C": 6}
 NO_CATEGORY = 9
+_SEVERITY_NAMES = {rank: category for category, rank in SEVERITY.items()}
 MAX_REF = 200
 #: The longest period (days) an organisation may set for keeping events.
 MAX_DAYS = 3650
@@ -104,17 +110,19 @@ def record_event(
     media: bytes | None = None,
     media_type: str | None = None,
     vault: MediaVault | None = None,
+    pdq_quality: int | None = None,
 ) -> MatchEvent | None:
     """Record that content of the platform's matched, joined to its user's open review job.
 
     Matches the organisation excepted, or beyond its own stricter threshold for that list, are
     dropped first; None when none remain. The media is kept (encrypted, in `vault`) only when
-    the organisation retains evidence."""
+    the organisation retains evidence. `pdq_quality` is the quality of the content's PDQ hash
+    where the content was hashed here: see _excepted for why it matters."""
     for name, value in (("content_id", ref.content_id), ("user_ref", ref.user_ref)):
         if not value.strip() or len(value) > MAX_REF:
             raise InvalidInput(f"{name} must be 1 to {MAX_REF} characters")
     address = _ip_address(ref.ip_address)
-    if _excepted(session, organisation.id, hashes):
+    if _excepted(session, organisation.id, hashes, pdq_quality):
         return None
     kept = _within_overrides(session, organisation.id, matches)
     if not kept:
@@ -164,6 +172,7 @@ def record_event(
         extra=dict(ref.extra),
         hashes=dict(hashes),
         matches=[m.to_json() for m in kept],
+        pdq_quality=pdq_quality,
     )
     if media is not None and organisation.retain_evidence:
         if vault is None:
@@ -200,6 +209,48 @@ def review_queue(session: Session, organisation_id: int, limit: int = 50) -> lis
             .limit(limit)
         )
     )
+
+
+def decided_jobs(session: Session, organisation_id: int, limit: int = 20) -> list[ReviewJob]:
+    """Jobs decided most recently first."""
+    return list(
+        session.scalars(
+            select(ReviewJob)
+            .where(ReviewJob.organisation_id == organisation_id, ReviewJob.state != JobState.OPEN)
+            .order_by(ReviewJob.decided_at.desc(), ReviewJob.id.desc())
+            .limit(limit)
+        )
+    )
+
+
+def next_job(session: Session, organisation_id: int, after: int | None = None) -> ReviewJob | None:
+    """The open job a reviewer takes next: the queue's first, other than `after`."""
+    query = (
+        select(ReviewJob)
+        .where(ReviewJob.organisation_id == organisation_id, ReviewJob.state == JobState.OPEN)
+        .order_by(ReviewJob.severity, ReviewJob.created_at, ReviewJob.id)
+        .limit(1)
+    )
+    if after is not None:
+        query = query.where(ReviewJob.id != after)
+    return session.scalar(query)
+
+
+def event_counts(session: Session, job_ids: Sequence[int]) -> dict[int, int]:
+    """How many match events each job holds."""
+    if not job_ids:
+        return {}
+    rows = session.execute(
+        select(MatchEvent.job_id, func.count())
+        .where(MatchEvent.job_id.in_(list(job_ids)))
+        .group_by(MatchEvent.job_id)
+    )
+    return {job_id: count for job_id, count in rows if job_id is not None}
+
+
+def severity_name(severity: int) -> str:
+    """The category a job's severity stands for ("A1"), or "" for none."""
+    return _SEVERITY_NAMES.get(severity, "")
 
 
 def get_job(session: Session, organisation_id: int, job_id: int) -> ReviewJob:
@@ -280,6 +331,7 @@ def false_positive(
                         organisation_id=job.organisation_id,
                         signal_type=signal_type,
                         value=value,
+                        quality=event.pdq_quality if signal_type == "pdq" else None,
                         job_id=job.id,
                         created_by=reviewer,
                         created_at=utcnow(),
@@ -536,22 +588,37 @@ def _claim(session: Session, job: ReviewJob, state: str) -> None:
     job.state = state
 
 
-def _excepted(session: Session, organisation_id: int, hashes: dict[str, str]) -> bool:
-    """Whether the content is one the organisation found to be a false positive."""
+def _excepted(
+    session: Session, organisation_id: int, hashes: dict[str, str], pdq_quality: int | None
+) -> bool:
+    """Whether the content is one the organisation found to be a false positive.
+
+    An exact hash excepts its own value. A PDQ hash also excepts content within
+    EXCEPTION_PDQ_DISTANCE of it, but only where both hashes are known to be of quality
+    MIN_QUALITY or more: near-blank images (a flat colour, a gradient) have low-quality hashes
+    that sit close together, so one near-blank false positive must not silence every other
+    near-blank upload (which may match a list through its exact hashes). A PDQ hash a platform
+    sent has no known quality, so it excepts its exact value alone."""
     exact = [(kind, value) for kind, value in hashes.items() if kind != "pdq"]
     rows = session.execute(
-        select(MatchException.signal_type, MatchException.value).where(
+        select(MatchException.signal_type, MatchException.value, MatchException.quality).where(
             MatchException.organisation_id == organisation_id
         )
     ).all()
     if not rows:
         return False
-    known = {(kind, value) for kind, value in rows}
+    known = {(kind, value) for kind, value, _ in rows}
     if any(pair in known for pair in exact) or ("pdq", hashes.get("pdq")) in known:
         return True
     query = hashes.get("pdq")
-    excepted = [value for kind, value in rows if kind == "pdq"]
-    if query is None or not excepted:
+    if query is None or pdq_quality is None or pdq_quality < MIN_QUALITY:
+        return False
+    excepted = [
+        value
+        for kind, value, quality in rows
+        if kind == "pdq" and quality is not None and quality >= MIN_QUALITY
+    ]
+    if not excepted:
         return False
     codes = np.frombuffer(bytes.fromhex("".join(excepted)), dtype=np.uint64).reshape(-1, 4)
     mine = np.frombuffer(bytes.fromhex(query), dtype=np.uint64)

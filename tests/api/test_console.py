@@ -20,7 +20,17 @@ from sqlalchemy import select, update
 from hashwatch import lists, people
 from hashwatch.mediastore import generate_key
 from hashwatch.organisations import get_or_create_organisation
-from hashwatch.store.models import ConsoleSession, HashList, IntakeItem, ItemState, utcnow
+from hashwatch.store.models import (
+    AuditEvent,
+    ConsoleSession,
+    HashList,
+    IntakeItem,
+    ItemState,
+    JobState,
+    MatchEvent,
+    ReviewJob,
+    utcnow,
+)
 from tests.api.conftest import Service
 from tests.imaging import encode
 
@@ -432,3 +442,131 @@ def test_another_organisation_sees_nothing(hotline: Hotline) -> None:
     assert f'value="{other_list}"' in mallory.page("/console/intake").text
     assert "alice" not in mallory.page("/console/people").text
     assert len(hotline.items()) == 1
+
+
+# --- the platform's review pages ----------------------------------------------------------------
+
+
+def matched_upload(hotline: Hotline, pixels_seed: int, user: str, content: str) -> dict[str, Any]:
+    """A platform's upload matched over the API with its content reference (evidence kept)."""
+    service = hotline.service
+    answer = service.post(
+        "/v1/match",
+        "platform",
+        files={"file": ("upload.png", image(pixels_seed), "image/png")},
+        data={"content_id": content, "user_id": user},
+    )
+    assert answer.status_code == 200, answer.text
+    body: dict[str, Any] = answer.json()
+    assert body["event_id"], body
+    return body
+
+
+@pytest.fixture
+def platform_job(hotline: Hotline) -> int:
+    """A platform that keeps evidence, with one open job: an upload that matched the hotline's
+    list shared with it."""
+    service = hotline.service
+    hashed = service.post("/v1/hash", "hotline", files={"file": ("a.png", image(21))}).json()
+    entry = {"signal_type": "pdq", "value": hashed["hashes"]["pdq"], "category": "B1"}
+    list_id = service.make_list("hotline", "shared", [entry])
+    service.grant(list_id, "platform", "match")
+    service.refresh()
+    answer = service.client.put(
+        "/v1/settings/evidence",
+        headers=service.headers("platform"),
+        json={"retain_evidence": True},
+    )
+    assert answer.status_code == 200
+    return int(matched_upload(hotline, 21, "user-1", "c-1")["event_id"])
+
+
+def job_of(hotline: Hotline, event_id: int) -> ReviewJob:
+    with hotline.service.store.session() as session:
+        event = session.get(MatchEvent, event_id)
+        assert event is not None and event.job_id is not None
+        job = session.get(ReviewJob, event.job_id)
+        assert job is not None
+        return job
+
+
+def test_review_pages_belong_to_their_organisation(hotline: Hotline, platform_job: int) -> None:
+    job = job_of(hotline, platform_job)
+    rita = hotline.person("rita", org="platform")
+    page = rita.page("/console/reviews")
+    assert page.status_code == 200 and f'href="/console/reviews/{job.id}"' in page.text
+    shown = rita.page(f"/console/reviews/{job.id}")
+    assert shown.status_code == 200 and "c-1" in shown.text and "shared" in shown.text
+    media = rita.page(f"/console/reviews/{job.id}/events/{platform_job}/media")
+    assert media.status_code == 200 and media.headers["cache-control"] == "no-store"
+    alice = hotline.person("alice")  # the hotline's analyst: not the platform's reviewer
+    assert f"/console/reviews/{job.id}" not in alice.page("/console/reviews").text
+    for path in (
+        f"/console/reviews/{job.id}",
+        f"/console/reviews/{job.id}/events/{platform_job}/media",
+        f"/console/reviews/{job.id}/report.xml",
+    ):
+        assert alice.page(path).status_code == 404, path
+    forged = alice.post(f"/console/reviews/{job.id}/confirm", {"classification": "A1"})
+    assert forged.status_code == 404
+    assert job_of(hotline, platform_job).state == JobState.OPEN
+    refused = rita.client.post(
+        f"/console/reviews/{job.id}/confirm",
+        data={"classification": "A1"},  # no CSRF token
+        follow_redirects=False,
+    )
+    assert refused.status_code == 403
+    uk_scale = rita.post(f"/console/reviews/{job.id}/confirm", {"classification": "A"})
+    assert uk_scale.status_code == 400  # the report needs the industry scale
+    assert job_of(hotline, platform_job).state == JobState.OPEN
+    with hotline.service.store.session() as session:
+        viewed = session.scalars(
+            select(AuditEvent).where(AuditEvent.action == "review.media_viewed")
+        ).all()
+        assert len(viewed) == 1 and viewed[0].actor == "rita"
+
+
+def test_a_confirmed_job_shows_its_report_and_no_more_images(
+    hotline: Hotline, platform_job: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    job = job_of(hotline, platform_job)
+    rita = hotline.person("rita", org="platform")
+    done = rita.post(
+        f"/console/reviews/{job.id}/confirm",
+        {"classification": "B1", "annotations": "viral, found in a group", "viewed": "yes"},
+    )
+    assert done.status_code == 303
+    assert done.headers["location"] == f"/console/reviews?confirmed={job.id}"
+    decided = job_of(hotline, platform_job)
+    assert decided.state == JobState.CONFIRMED and decided.classification == "B1"
+    assert decided.viewed and decided.annotations == ["viral", "found in a group"]
+    page = rita.page(f"/console/reviews/{job.id}").text
+    assert 'id="report"' in page and "HASHWATCH_REPORTER_EMAIL" in page  # not configured
+    assert rita.page(f"/console/reviews/{job.id}/events/{platform_job}/media").status_code == 404
+    monkeypatch.setenv("HASHWATCH_REPORTER_NAME", "Ada Lovelace")
+    monkeypatch.setenv("HASHWATCH_REPORTER_EMAIL", "safety@platform.example")
+    assert "HASHWATCH_REPORTER_EMAIL" not in rita.page(f"/console/reviews/{job.id}").text
+    xml = rita.page(f"/console/reviews/{job.id}/report.xml")
+    assert xml.status_code == 200 and b"safety@platform.example" in xml.content
+    again = rita.post(f"/console/reviews/{job.id}/false-positive", {})
+    assert again.status_code == 409  # decided once
+
+
+def test_a_false_positive_from_the_console_deletes_the_evidence(
+    hotline: Hotline, platform_job: int, console_env: Path
+) -> None:
+    job = job_of(hotline, platform_job)
+    assert len(list(console_env.iterdir())) == 1
+    rita = hotline.person("rita", org="platform")
+    done = rita.post(f"/console/reviews/{job.id}/false-positive", {"note": "a test pattern"})
+    assert done.status_code == 303
+    assert job_of(hotline, platform_job).state == JobState.FALSE_POSITIVE
+    assert list(console_env.iterdir()) == []
+    again = hotline.service.post(
+        "/v1/match",
+        "platform",
+        files={"file": ("again.png", image(21), "image/png")},
+        data={"content_id": "c-2", "user_id": "user-1"},
+    ).json()
+    assert again["matches"] and again["event_id"] is None
+    assert "a test pattern" not in rita.page("/console/reviews").text  # the note is the owner's

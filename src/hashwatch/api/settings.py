@@ -39,6 +39,24 @@ class ServiceSettings:
     #: HASHWATCH_MEDIA_DIR or ./hashwatch-media. The key comes from HASHWATCH_MEDIA_KEY only,
     #: never from an option, so it stays out of process listings.
     media_dir: str | None = None
+    #: Worker processes serving (set by `hashwatch serve --workers`).
+    workers: int = 1
+    #: Match requests (batches and images) each worker runs at once; 0 means the machine's
+    #: cores shared among the workers. More than that only makes threads contend for one
+    #: process's interpreter lock: on 2 cores with 2 workers, one at a time per worker matched
+    #: 25,900 hashes/s in batches of 1,000 where unlimited threads gave 15,600-23,800
+    #: (docs/benchmarks.md).
+    match_threads: int = 0
+
+    @property
+    def match_concurrency(self) -> int:
+        if self.match_threads > 0:
+            return self.match_threads
+        try:
+            cores = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            cores = os.cpu_count() or 1
+        return max(1, cores // max(1, self.workers))
 
     @property
     def refresh_interval(self) -> float:

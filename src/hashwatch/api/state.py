@@ -126,6 +126,8 @@ class ServiceState:
         self.refreshed_at: float | None = None  # monotonic time the last good refresh began
         self.last_error: str | None = None
         self.rate_limiter = RateLimiter(settings.rate_limit)
+        #: Taken by each match request run in the thread pool (see ServiceSettings.match_threads).
+        self.match_gate = threading.BoundedSemaphore(settings.match_concurrency)
         self.match_log = MatchLog(self.store)
         self._keys: dict[str, tuple[Principal, float]] = {}
         self._matchable: dict[int, tuple[frozenset[int], float]] = {}

@@ -470,6 +470,9 @@ class MatchEvent(Base):
     #: The content's own hashes by signal type, and what it matched (list, entry, distance, ...).
     hashes: Mapped[dict[str, str]] = mapped_column(JSON, default=dict)
     matches: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    #: The quality of the content's PDQ hash, where the content itself was hashed here (None
+    #: for a hash the platform sent).
+    pdq_quality: Mapped[int | None] = mapped_column(Integer)
     media_name: Mapped[str | None] = mapped_column(String(64))
     media_type: Mapped[str | None] = mapped_column(String(64))
 
@@ -485,6 +488,9 @@ class MatchException(Base):
     organisation_id: Mapped[int] = mapped_column(ForeignKey("organisations.id"))
     signal_type: Mapped[str] = mapped_column(String(32))
     value: Mapped[str] = mapped_column(String(128))
+    #: A PDQ hash's quality where known: only a hash of quality MIN_QUALITY or more excepts the
+    #: content near it too; any other excepts its exact value alone.
+    quality: Mapped[int | None] = mapped_column(Integer)
     job_id: Mapped[int | None] = mapped_column(ForeignKey("review_jobs.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     created_by: Mapped[str] = mapped_column(String(200), default="")

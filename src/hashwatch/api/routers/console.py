@@ -1,10 +1,12 @@
-"""The console: server-rendered pages where people take images in, grade and publish them.
+"""The console: server-rendered pages where people take images in, grade and publish them, and
+where a platform's reviewers decide the matches of its uploads.
 
-A shell over hashwatch.people (accounts, sessions) and hashwatch.assessment (the workflow), like
-the JSON API is one over the same services. Each request resumes the person's session from the
-`hw_session` cookie, checks the CSRF token on every POST and the role the page needs, calls one
-service and renders a Jinja2 template (or redirects: after every POST, so a reload never repeats
-an action, and after a grade straight to the next item, which loads veiled).
+A shell over hashwatch.people (accounts, sessions), hashwatch.assessment (the list owner's
+workflow) and hashwatch.review (the platform's), like the JSON API is one over the same services.
+Each request resumes the person's session from the `hw_session` cookie, checks the CSRF token
+on every POST and the role the page needs, calls one service and renders a Jinja2 template (or
+redirects: after every POST, so a reload never repeats an action, and after a decision straight
+to the next item or job, which loads veiled).
 
 Analysts' welfare shapes the pages: every image arrives blurred and in greyscale (the "veiled"
 class, static/console.css) and is revealed only on demand; keyboard shortcuts
@@ -36,7 +38,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from hashwatch import assessment, errors, lists, people
+from hashwatch import assessment, audit, errors, lists, people, reports, review
 from hashwatch.api.auth import get_state
 from hashwatch.api.schemas import MAX_ID
 from hashwatch.api.state import retry_after as retry_after_header
@@ -46,10 +48,14 @@ from hashwatch.store.models import (
     AGE_BANDS,
     ROLES,
     ConsoleSession,
+    EntryDispute,
     HashList,
     IntakeItem,
     ItemState,
+    JobState,
+    MatchEvent,
     Organisation,
+    ReviewJob,
     User,
     utcnow,
 )
@@ -93,6 +99,9 @@ GRADE_KEYS = (
 GRADE_NAMES = {grade: name for grade, _, name in GRADE_KEYS}
 ROLE_NAMES = {"analyst": "Analyst", "senior": "Senior analyst", "admin": "Administrator"}
 
+#: A platform reviewer's confirmation, by key: the US industry classification.
+CLASSIFICATION_KEYS = (("A1", "1"), ("A2", "2"), ("B1", "3"), ("B2", "4"))
+
 #: Items listed on the queue page, and how far the "await your grade" count goes.
 QUEUE_SHOWN = 50
 QUEUE_COUNTED = 1000
@@ -100,6 +109,8 @@ QUEUE_COUNTED = 1000
 WAITING = (ItemState.QUEUED, ItemState.ESCALATED)
 
 ItemId = Annotated[int, Path(ge=1, le=MAX_ID)]
+JobId = Annotated[int, Path(ge=1, le=MAX_ID)]
+EventId = Annotated[int, Path(ge=1, le=MAX_ID)]
 Csrf = Annotated[str, Form()]
 
 
@@ -182,6 +193,7 @@ def _nav(role: str) -> list[tuple[str, str, str]]:
         ("/console/intake", "Intake", "intake"),
         ("/console/published", "Published", "published"),
         ("/console/dashboard", "Dashboard", "dashboard"),
+        ("/console/reviews", "Reviews", "reviews"),
     ]
     if people.ROLE_RANK.get(role, -1) >= people.ROLE_RANK["admin"]:
         items.append(("/console/people", "People", "people"))
@@ -196,7 +208,13 @@ def _render(
     headers: dict[str, str] | None = None,
     **context: Any,
 ) -> Response:
-    values: dict[str, Any] = {"me": None, "csrf": "", "notice": None, "problem": None}
+    values: dict[str, Any] = {
+        "me": None,
+        "csrf": "",
+        "notice": None,
+        "notice_link": None,
+        "problem": None,
+    }
     if visit is not None:
         values.update(me=visit.me, csrf=visit.console_session.csrf_token, nav=_nav(visit.user.role))
     values.update(context)
@@ -604,7 +622,10 @@ def media(request: Request, item_id: ItemId) -> Response:
         if item.state not in WAITING or item.media_name is None:
             raise errors.ItemNotFound(f"intake item {item_id} has no image to show")
         name, media_type = item.media_name, item.media_type
-    data = _vault(request).get(name)
+    return _image_response(_vault(request).get(name), media_type)
+
+
+def _image_response(data: bytes, media_type: str) -> Response:
     # Only image types are ever served as themselves; nosniff stops a browser guessing.
     kind = media_type if media_type.startswith("image/") else "application/octet-stream"
     return Response(
@@ -726,6 +747,8 @@ class PublishedRow:
     item: IntakeItem
     active: int
     revoked: int
+    #: False-positive reports platforms made on the item's entries.
+    disputes: int = 0
 
 
 @router.get("/published")
@@ -737,7 +760,12 @@ def published(
         for item in assessment.published_items(visit.db, visit.user, limit=100):
             entries = assessment.item_entries(visit.db, item)
             gone = sum(1 for entry in entries if entry.revoked_seq is not None)
-            rows.append(PublishedRow(item, len(entries) - gone, gone))
+            disputed = visit.db.scalar(
+                select(func.count(EntryDispute.id)).where(
+                    EntryDispute.entry_id.in_([entry.id for entry in entries])
+                )
+            )
+            rows.append(PublishedRow(item, len(entries) - gone, gone, disputed or 0))
         return _render(
             request,
             "published.html",
@@ -781,6 +809,198 @@ def dashboard(request: Request) -> Response:
             busiest=busiest,
             days=assessment.DASHBOARD_DAYS,
         )
+
+
+# --- platform review -------------------------------------------------------------------------
+#
+# A platform's reviewers decide the matches of its uploads (hashwatch.review): one job per
+# platform user, most severe first. The same veiled view as for grading; a decision is one key.
+
+
+def _open_jobs(db: Session, organisation_id: int) -> tuple[int, datetime | None]:
+    """How many jobs are open, and since when the oldest."""
+    count, oldest = db.execute(
+        select(func.count(), func.min(ReviewJob.created_at)).where(
+            ReviewJob.organisation_id == organisation_id, ReviewJob.state == JobState.OPEN
+        )
+    ).one()
+    if oldest is not None and oldest.tzinfo is None:  # func.min bypasses the column type
+        oldest = oldest.replace(tzinfo=UTC)
+    return count, oldest
+
+
+def _review_notice(confirmed: int | None, rejected: int | None) -> tuple[str | None, Any]:
+    """The notice after a decision, and the link it carries (to a confirmed job's report)."""
+    if confirmed is not None:
+        return (
+            f"Job {confirmed} is confirmed and its report is ready.",
+            (f"/console/reviews/{confirmed}#report", f"Job {confirmed}'s report"),
+        )
+    if rejected is not None:
+        return f"Job {rejected} is a false positive: it will not alert again.", None
+    return None, None
+
+
+@router.get("/reviews")
+def reviews(
+    request: Request,
+    confirmed: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    rejected: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+) -> Response:
+    with _visit(request) as visit:
+        db, organisation_id = visit.db, visit.user.organisation_id
+        jobs = review.review_queue(db, organisation_id, limit=QUEUE_SHOWN)
+        open_count, oldest = _open_jobs(db, organisation_id)
+        notice, notice_link = _review_notice(confirmed, rejected)
+        return _render(
+            request,
+            "reviews.html",
+            visit,
+            section="reviews",
+            notice=notice,
+            notice_link=notice_link,
+            jobs=jobs,
+            counts=review.event_counts(db, [job.id for job in jobs]),
+            open_count=open_count,
+            oldest=_age(oldest) if oldest is not None else "—",
+            decided=review.decided_jobs(db, organisation_id),
+            severity=review.severity_name,
+        )
+
+
+@router.get("/reviews/{job_id}")
+def review_page(
+    request: Request,
+    job_id: JobId,
+    confirmed: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+    rejected: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+) -> Response:
+    with _visit(request) as visit:
+        db = visit.db
+        job = review.get_job(db, visit.user.organisation_id, job_id)
+        events = review.job_events(db, job)
+        summary = problem = None
+        unset: list[str] = []
+        if job.state == JobState.CONFIRMED:
+            reporter = _reporter(visit)
+            unset = [
+                reports.REPORTER_ENV[name]
+                for name in ("contact_name", "email")
+                if not getattr(reporter, name)
+            ]
+            try:
+                made = reports.build_report(db, job, reporter)
+            except errors.Conflict as exc:  # its events were purged
+                problem = str(exc)
+            else:
+                summary = reports.summary(made)
+        notice, notice_link = _review_notice(confirmed, rejected)
+        return _render(
+            request,
+            "review.html",
+            visit,
+            section="reviews",
+            notice=notice,
+            notice_link=notice_link,
+            job=job,
+            events=events,
+            severity=review.severity_name(job.severity),
+            show_media=job.state == JobState.OPEN,
+            any_media=any(event.media_name for event in events),
+            media_note=(
+                "the organisation keeps no evidence"
+                if not visit.organisation.retain_evidence
+                else "deleted, or not an upload (a hash was matched)"
+            ),
+            classifications=CLASSIFICATION_KEYS,
+            annotation_tags=reports.annotation_names(),
+            preserve_days=visit.organisation.preserve_days,
+            report=summary,
+            report_problem=problem,
+            reporter_unset=unset,
+        )
+
+
+def _reporter(visit: Visit) -> reports.Reporter:
+    return reports.Reporter.from_env(visit.organisation.name)
+
+
+def _after_review(visit: Visit, done: str, job_id: int) -> Response:
+    """Straight on to the next open job, or back to the reviews."""
+    following = review.next_job(visit.db, visit.user.organisation_id, after=job_id)
+    if following is None:
+        return _redirect(f"/console/reviews?{done}={job_id}")
+    return _redirect(f"/console/reviews/{following.id}?{done}={job_id}")
+
+
+@router.post("/reviews/{job_id}/confirm")
+def confirm_job(
+    request: Request,
+    job_id: JobId,
+    csrf: Csrf = "",
+    classification: Annotated[str, Form()] = "",
+    annotations: Annotated[str, Form()] = "",
+    viewed: Annotated[str, Form()] = "",
+) -> Response:
+    with _visit(request, csrf=csrf, post=True) as visit:
+        job = review.get_job(visit.db, visit.user.organisation_id, job_id)
+        review.confirm(
+            visit.db,
+            job,
+            visit.user.username,
+            classification,
+            visit.actor,
+            annotations=_labels(annotations),
+            viewed=viewed == "yes",
+        )
+        return _after_review(visit, "confirmed", job_id)
+
+
+@router.post("/reviews/{job_id}/false-positive")
+def false_positive_job(
+    request: Request,
+    job_id: JobId,
+    csrf: Csrf = "",
+    note: Annotated[str, Form()] = "",
+) -> Response:
+    with _visit(request, csrf=csrf, post=True) as visit:
+        job = review.get_job(visit.db, visit.user.organisation_id, job_id)
+        kept = any(event.media_name for event in review.job_events(visit.db, job))
+        vault = _vault(request) if kept else None
+        review.false_positive(visit.db, vault, job, visit.user.username, visit.actor, note=note)
+        return _after_review(visit, "rejected", job_id)
+
+
+@router.get("/reviews/{job_id}/events/{event_id}/media")
+def review_media(request: Request, job_id: JobId, event_id: EventId) -> Response:
+    with _visit(request) as visit:
+        job = review.get_job(visit.db, visit.user.organisation_id, job_id)
+        event = visit.db.get(MatchEvent, event_id)
+        if event is None or event.job_id != job.id or event.media_name is None:
+            raise errors.NotFound(f"no evidence kept for upload {event_id} of job {job_id}")
+        if job.state != JobState.OPEN:
+            raise errors.NotFound(f"job {job_id} is decided: its evidence is not shown here")
+        name, media_type = event.media_name, event.media_type or ""
+        audit.record(
+            visit.db,
+            visit.actor,
+            "review.media_viewed",
+            organisation_id=job.organisation_id,
+            job_id=job.id,
+            event_id=event.id,
+        )
+    return _image_response(_vault(request).get(name), media_type)
+
+
+@router.get("/reviews/{job_id}/report.xml")
+def review_report(request: Request, job_id: JobId) -> Response:
+    with _visit(request) as visit:
+        made = reports.get_report(visit.db, visit.user.organisation_id, job_id, _reporter(visit))
+    return Response(
+        reports.to_xml(made),
+        media_type="application/xml",
+        headers={"Content-Disposition": f'attachment; filename="cybertipline-job-{job_id}.xml"'},
+    )
 
 
 # --- people --------------------------------------------------------------------------------

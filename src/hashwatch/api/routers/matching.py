@@ -107,7 +107,7 @@ async def match(request: Request, who: Matching) -> Response:
             content = _form_content(form)
             data = await _read_upload(upload, state)
         return await run_in_threadpool(
-            _encoded, _match_media, state, who, data, wanted, kinds, content
+            _in_turn, state, _match_media, state, who, data, wanted, kinds, content
         )
     if content_type not in ("application/json", ""):
         raise ApiError(
@@ -131,10 +131,17 @@ async def match(request: Request, who: Matching) -> Response:
         # A single lookup costs less than a hop to the thread pool; recording writes to the
         # store, which must not block the event loop.
         return _encoded(_match_hashes, state, who, parsed)
-    return await run_in_threadpool(_encoded, _match_hashes, state, who, parsed)
+    return await run_in_threadpool(_in_turn, state, _match_hashes, state, who, parsed)
 
 
 # --- work ------------------------------------------------------------------------------------
+
+
+def _in_turn(state: ServiceState, work: Callable[..., dict[str, Any]], *args: Any) -> Response:
+    """`_encoded(work, *args)` once this worker has fewer than its share of the cores' match
+    requests running (ServiceSettings.match_threads); others wait their turn in the pool."""
+    with state.match_gate:
+        return _encoded(work, *args)
 
 
 def _encoded(work: Callable[..., dict[str, Any]], *args: Any) -> Response:
@@ -255,7 +262,13 @@ def _match_media(
         unmatched = [{"item": 0, "hashes": media.hashes}]
     _record(state, who, at, 1, 1 if report.matches else 0, logged, unmatched)
     if content is not None and report.matches:
-        sighting = Sighting(_content_ref(content), dict(media.hashes), report.matches, data)
+        sighting = Sighting(
+            _content_ref(content),
+            dict(media.hashes),
+            report.matches,
+            data,
+            pdq_quality=media.quality.get("pdq"),
+        )
         out["event_id"] = _record_events(state, who, [sighting])[0]
     return out
 
@@ -268,6 +281,8 @@ class Sighting:
     hashes: dict[str, str]
     matches: list[Match]
     media: bytes | None = None
+    #: The content's PDQ quality, where it was hashed here.
+    pdq_quality: int | None = None
 
 
 def _content_ref(content: ContentIn) -> ContentRef:
@@ -301,6 +316,7 @@ def _record_events(
                 media=sighting.media,
                 media_type=_media_type(sighting.media) if sighting.media else None,
                 vault=vault,
+                pdq_quality=sighting.pdq_quality,
             )
             for sighting in sightings
         ]

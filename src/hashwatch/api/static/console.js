@@ -3,16 +3,25 @@
 (function () {
   "use strict";
 
+  // Every image of the page veils and reveals together. Revealing an image of a review job
+  // ticks "viewed" on its confirm form, since the report must say whether anyone looked.
   function toggleVeil() {
-    var image = document.getElementById("item-image");
+    var images = document.querySelectorAll("img[data-veil]");
     var button = document.getElementById("reveal");
-    if (!image) {
+    if (!images.length) {
       return;
     }
-    var veiled = image.classList.toggle("veiled");
+    var veiled = !images[0].classList.contains("veiled");
+    for (var i = 0; i < images.length; i++) {
+      images[i].classList.toggle("veiled", veiled);
+    }
     if (button) {
       button.setAttribute("aria-pressed", veiled ? "false" : "true");
       button.querySelector(".reveal-label").textContent = veiled ? "Reveal" : "Veil again";
+    }
+    var viewed = document.getElementById("viewed");
+    if (viewed && !veiled) {
+      viewed.checked = true;
     }
   }
 
