@@ -69,6 +69,7 @@ __all__ = [
     "set_threshold_override",
     "severity_name",
     "threshold_overrides",
+    "view_evidence",
 ]
 
 #: A content PDQ this close to an excepted one is the same content re-encoded or resized (such
@@ -251,6 +252,24 @@ def event_counts(session: Session, job_ids: Sequence[int]) -> dict[int, int]:
 def severity_name(severity: int) -> str:
     """The category a job's severity stands for ("A1"), or "" for none."""
     return _SEVERITY_NAMES.get(severity, "")
+
+
+def view_evidence(session: Session, job: ReviewJob, event_id: int, actor: str) -> tuple[str, str]:
+    """The media name and type of the evidence kept for one of the job's events, for a person
+    about to see it: the viewing is audited. NotFound when there is none (never kept, or
+    deleted by a false positive or a purge)."""
+    event = session.get(MatchEvent, event_id)
+    if event is None or event.job_id != job.id or event.media_name is None:
+        raise NotFound(f"no evidence kept for event {event_id} of review job {job.id}")
+    audit.record(
+        session,
+        actor,
+        "review.media_viewed",
+        organisation_id=job.organisation_id,
+        job_id=job.id,
+        event_id=event.id,
+    )
+    return event.media_name, event.media_type or ""
 
 
 def get_job(session: Session, organisation_id: int, job_id: int) -> ReviewJob:

@@ -38,7 +38,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from hashwatch import assessment, audit, errors, lists, people, reports, review
+from hashwatch import assessment, errors, lists, people, reports, review
 from hashwatch.api.auth import get_state
 from hashwatch.api.schemas import MAX_ID
 from hashwatch.api.state import retry_after as retry_after_header
@@ -53,7 +53,6 @@ from hashwatch.store.models import (
     IntakeItem,
     ItemState,
     JobState,
-    MatchEvent,
     Organisation,
     ReviewJob,
     User,
@@ -975,20 +974,9 @@ def false_positive_job(
 def review_media(request: Request, job_id: JobId, event_id: EventId) -> Response:
     with _visit(request) as visit:
         job = review.get_job(visit.db, visit.user.organisation_id, job_id)
-        event = visit.db.get(MatchEvent, event_id)
-        if event is None or event.job_id != job.id or event.media_name is None:
-            raise errors.NotFound(f"no evidence kept for upload {event_id} of job {job_id}")
         if job.state != JobState.OPEN:
             raise errors.NotFound(f"job {job_id} is decided: its evidence is not shown here")
-        name, media_type = event.media_name, event.media_type or ""
-        audit.record(
-            visit.db,
-            visit.actor,
-            "review.media_viewed",
-            organisation_id=job.organisation_id,
-            job_id=job.id,
-            event_id=event.id,
-        )
+        name, media_type = review.view_evidence(visit.db, job, event_id, visit.actor)
     return _image_response(_vault(request).get(name), media_type)
 
 

@@ -13,11 +13,10 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from hashwatch import audit, review, sharing
+from hashwatch import review, sharing
 from hashwatch.api.auth import get_state, require
 from hashwatch.api.schemas import MAX_ID
 from hashwatch.api.state import Principal
-from hashwatch.errors import NotFound
 from hashwatch.store.models import MatchEvent, Organisation, ReviewJob
 
 router = APIRouter(tags=["reviews"])
@@ -175,18 +174,7 @@ def media(request: Request, who: Reviewer, job_id: JobId, event_id: EventId) -> 
     state = get_state(request)
     with state.store.session() as session:
         job = review.get_job(session, who.organisation_id, job_id)
-        event = session.get(MatchEvent, event_id)
-        if event is None or event.job_id != job.id or event.media_name is None:
-            raise NotFound(f"no evidence kept for event {event_id} of review job {job_id}")
-        name, media_type = event.media_name, event.media_type or ""
-        audit.record(
-            session,
-            who.actor,
-            "review.media_viewed",
-            organisation_id=who.organisation_id,
-            job_id=job.id,
-            event_id=event.id,
-        )
+        name, media_type = review.view_evidence(session, job, event_id, who.actor)
     data = state.media_store().get(name)
     # Only image types are served as themselves; nosniff stops a browser guessing.
     kind = media_type if media_type.startswith("image/") else "application/octet-stream"
