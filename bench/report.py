@@ -43,20 +43,30 @@ def command() -> str:
     return "python " + " ".join([script, *sys.argv[1:]])
 
 
-def write_section(name: str, title: str, body: str) -> None:
+def read_section(name: str, path: Path = BENCHMARKS) -> str | None:
+    """The section `name` of a page as write_section left it (markers included), or None: a
+    script that rewrites a whole page keeps the sections other scripts own."""
+    start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    text = path.read_text() if path.exists() else ""
+    found = re.search(re.escape(start) + ".*?" + re.escape(end), text, re.DOTALL)
+    return found.group(0) if found else None
+
+
+def write_section(name: str, title: str, body: str, path: Path = BENCHMARKS) -> None:
+    """Write (or replace) section `name` of `path`, docs/benchmarks.md by default."""
     start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
     section = (
         f"{start}\n## {title}\n\n"
         f"Measured {datetime.now(UTC):%Y-%m-%d} on {machine()}.\n"
         f"Command: `{command()}`\n\n{body.strip()}\n{end}"
     )
-    text = BENCHMARKS.read_text() if BENCHMARKS.exists() else "# Benchmarks\n"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
     pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.DOTALL)
     text = (
         pattern.sub(lambda _: section, text)
         if pattern.search(text)
         else text.rstrip() + "\n\n" + section + "\n"
     )
-    BENCHMARKS.parent.mkdir(parents=True, exist_ok=True)
-    BENCHMARKS.write_text(text)
-    print(f"wrote section {name!r} of {BENCHMARKS}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    print(f"wrote section {name!r} of {path}")

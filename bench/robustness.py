@@ -42,10 +42,11 @@ import numpy.typing as npt
 import pdqhash
 import skimage.data
 from PIL import Image
-from report import command, machine
+from report import command, machine, read_section
 from scipy.stats import binom
 from transforms import TARGETS, TRANSFORMS, Transform
 
+from hashwatch import entryhashes
 from hashwatch.errors import MediaError
 from hashwatch.hashing import iter_media_paths
 from hashwatch.index import HammingIndex
@@ -63,6 +64,8 @@ from hashwatch.variants import (
 )
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
+#: The section of detection-quality.md that bench/matcher.py writes.
+MATCHER_SECTION = "matcher-entry-hashes"
 THRESHOLD = PDQ.default_threshold
 LIMITS = MediaLimits()
 FAR = 999  # the distance recorded for a hash that does not exist (no border, low quality)
@@ -130,7 +133,8 @@ def tilts(*degrees: float) -> tuple[str, ...]:
     return tuple(f"tilt{sign * d:+g}" for d in degrees for sign in (1, -1))
 
 
-#: The entry hashes entry_variants() stores by default.
+#: The entry hashes a list stores by default (hashwatch.entryhashes, "crops": entry_variants'
+#: defaults), after the entry's own.
 DEFAULT_ENTRY = (
     "original",
     "trimmed",
@@ -255,6 +259,9 @@ class Entries:
 
 
 def entry_hashes(sources: list[Source]) -> Entries:
+    """Every candidate entry hash of every listed image, kept as a list keeps them (those below
+    the quality floor left out, as hashwatch.entryhashes.compute leaves them out). The default
+    design's are checked against the product's own: they are the hashes a list stores."""
     codes = np.zeros((len(sources), len(ENTRY_NAMES), 4), dtype=np.uint64)
     present = np.zeros((len(sources), len(ENTRY_NAMES)), dtype=bool)
     quality = np.zeros(len(sources), dtype=np.int64)
@@ -263,7 +270,9 @@ def entry_hashes(sources: list[Source]) -> Entries:
         value, quality[i] = PDQ.hash_pixels(rgb)
         found = {"original": value}
         extra = entry_variants(rgb, crops=ALL_CROPS, tilts=ALL_TILTS, trim=True)
-        found.update((v.variant, v.value) for v in extra)
+        found.update((v.variant, v.value) for v in extra if v.quality >= MIN_QUALITY)
+        stored = {h.variant: h.value for h in entryhashes.compute(rgb, entryhashes.DEFAULT_SETTING)}
+        assert stored == {n: found[n] for n in DEFAULT_ENTRY[1:] if n in found}, source.name
         for j, name in enumerate(ENTRY_NAMES):
             if name in found:
                 codes[i, j] = words(found[name])
@@ -634,10 +643,12 @@ The columns add, left to right:
   mirroring, so its variants are 5-20 bits off on photographs and far more on fine texture;
 - **+ dihedral + trim**: where `trim_borders` finds a solid border, letterbox or screenshot
   frame, the trimmed query and its seven variants too (`trim=True`, the default);
-- **+ entry hashes (defaults)**: each listed image also stores the hashes `entry_variants`
-  computes from it with its defaults: crops of itself, and its own trimmed hash where it has a
-  plain edge. A query cannot restore the pixels a crop removed; the list's copy can remove them
-  too. Lists received as hashes only (no images) cannot have these;
+- **+ entry hashes (defaults)**: each listed image also carries the entry hashes a list stores
+  for it by default (`hashwatch.entryhashes.compute`, setting `crops`, the same hashes a
+  published intake item or `hashwatch lists add-images` stores): crops of itself, and its own
+  trimmed hash where it has a plain edge, each of quality 50 or more. A query cannot restore the
+  pixels a crop removed; the list's copy can remove them too. Lists received as hashes only (no
+  images) cannot have these;
 - **defaults, but** the other dihedral mode: the same with exact dihedral variants.
 
 Every query is compared with every other image's every hash, so each extra hash on either side
@@ -1147,7 +1158,13 @@ def write_report(
             ["configuration", "codes in the index", "query images/s", "query hashes/s"],
             [[n, f"{size:,}", f"{i:,.0f}", f"{h:,.0f}"] for n, size, i, h in search],
         )
+    # bench/matcher.py's figures (the product's matcher, with and without entry hashes) are
+    # kept across runs of this script: it owns that section.
+    matcher_section = read_section(MATCHER_SECTION, DOCS / "detection-quality.md")
     out += [
+        "",
+        matcher_section
+        or "## Matcher throughput with entry hashes\n\n(run `python bench/matcher.py`)",
         "",
         "## Run",
         "",

@@ -16,7 +16,7 @@ from PIL import Image
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from hashwatch import assessment
+from hashwatch import assessment, entryhashes
 from hashwatch.assessment import (
     dashboard,
     decide,
@@ -48,10 +48,12 @@ from hashwatch.lists import (
     delete_list,
     make_entry,
     revoke_entry,
+    update_list,
 )
 from hashwatch.matching import Matcher
-from hashwatch.media import MediaLimits
+from hashwatch.media import MediaLimits, decode_rgb
 from hashwatch.organisations import create_organisation, get_organisation
+from hashwatch.samples import generate_image
 from hashwatch.store import Store
 from hashwatch.store.models import (
     Assessment,
@@ -632,6 +634,48 @@ def test_purge_orphans_deletes_only_media_no_waiting_item_names(
 
 
 # --- revocation ------------------------------------------------------------------------------
+
+
+def test_publication_makes_the_entry_hashes_from_the_media_before_it_goes(
+    world: Store, vault: FakeVault
+) -> None:
+    image = generate_image(4)
+    data = encode(image, "PNG")
+    taken = take_in(world, vault, data)
+    grade_as(world, vault, taken.id, "ana", "A")
+    grade_as(world, vault, taken.id, "ben", "A")
+    assert vault.files == {}
+    extra = {c.signal_type: c.extra_hashes for c in feed(world)}
+    expected = entryhashes.compute(decode_rgb(data, MediaLimits()), "crops")
+    assert extra == {"pdq": expected, "md5": (), "sha1": (), "sha256": ()}
+    # A copy with 5% cut off its left side is far from the image's own hash, and found.
+    cut = round(image.width * 0.05)
+    copy = encode(image.crop((cut, 0, image.width, image.height)), "JPEG", quality=90)
+    with world.session() as session:
+        matcher = Matcher.from_store(session, [the_list(session)])
+    [match] = matcher.match_media(hash_bytes(copy, MediaLimits())).matches
+    assert (match.value, match.entry_variant) == (taken.pdq, "crop-left-5")
+
+
+def test_a_list_may_publish_without_entry_hashes_and_unreadable_media_costs_only_them(
+    world: Store, vault: FakeVault
+) -> None:
+    with world.session() as session:
+        update_list(session, the_list(session), ACTOR, entry_hashes="none")
+    first = take_in(world, vault, encode(generate_image(5), "PNG"))
+    grade_as(world, vault, first.id, "ana", "B")
+    grade_as(world, vault, first.id, "ben", "B")
+    assert all(c.extra_hashes == () for c in feed(world))
+    with world.session() as session:
+        update_list(session, the_list(session), ACTOR, entry_hashes="crops+tilts")
+    second = take_in(world, vault, encode(generate_image(6), "PNG"))
+    assert second.media_name is not None
+    vault.files[second.media_name] = b"damaged in the vault"
+    grade_as(world, vault, second.id, "ana", "B")
+    published = grade_as(world, vault, second.id, "ben", "B")
+    assert published.state == ItemState.PUBLISHED
+    assert all(c.extra_hashes == () for c in feed(world))
+    assert len(feed(world)) == 8
 
 
 def test_a_senior_revokes_a_published_item_through_the_feed(world: Store, vault: FakeVault) -> None:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+import skimage.data
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -284,3 +285,26 @@ def test_demo_builds_a_list_and_matches_as_expected(tmp_path: Path) -> None:
     assert (
         (tmp_path / "demo" / "demo-list.csv").read_text().startswith("signal_type,value,category")
     )
+
+
+def test_exact_dihedral_finds_the_turned_copy_the_one_pass_hashes_miss(
+    store_url: str, tmp_path: Path
+) -> None:
+    # Fine texture: the one-call variants of a turned brick wall are about 40 bits off.
+    brick = np.dstack([skimage.data.brick()] * 3)
+    listed = tmp_path / "brick.png"
+    listed.write_bytes(encode(brick, "PNG"))
+    (hashed,) = lines(run("hash", str(listed)).stdout)
+    assert run("lists", "create", "walls", "--db", store_url).exit_code == 0
+    csv_file = tmp_path / "list.csv"
+    csv_file.write_text(f"signal_type,value\npdq,{hashed['pdq']}\n")
+    assert run("lists", "import", "walls", str(csv_file), "--db", store_url).exit_code == 0
+    turned = tmp_path / "turned.png"
+    turned.write_bytes(encode(np.ascontiguousarray(np.rot90(brick, -1)), "PNG"))
+    (plain,) = lines(run("match", str(turned), "--db", store_url).stdout)
+    assert plain["matches"] == []
+    (exact,) = lines(run("match", str(turned), "--exact-dihedral", "--db", store_url).stdout)
+    assert [(m["variant"], m["distance"]) for m in exact["matches"]] == [("rotate-90", 0)]
+    (shown,) = lines(run("hash", str(turned), "--variants", "dihedral", "--exact-dihedral").stdout)
+    variants = {v["variant"]: v["value"] for v in shown["pdq_variants"]}
+    assert variants["rotate-90"] == hashed["pdq"]

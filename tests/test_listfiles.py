@@ -117,7 +117,8 @@ def test_jsonl_rows_and_their_errors() -> None:
     assert [str(e) for e in parsed.errors] == [
         "line 3: not valid JSON: Expecting property name enclosed in double quotes at column 2",
         "line 4: each line must be a JSON object",
-        "line 5: unknown key 'colour': keys are signal_type, value, category, labels, source, note",
+        "line 5: unknown key 'colour': keys are signal_type, value, category, labels, source, "
+        "note, extra_hashes",
         "line 6: signal_type and value are required",
         "line 7: value must be text",
         "line 8: signal_type and value are required",

@@ -74,6 +74,7 @@ def test_altered_copies_match_and_explain_themselves(
             "labels": ["age:4-8"],
             "source": "IWF",
             "variant": "original",
+            "entry_variant": "original",
         }
 
 

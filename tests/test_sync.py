@@ -19,6 +19,7 @@ from typer.testing import CliRunner
 
 from hashwatch import audit
 from hashwatch.cli import app
+from hashwatch.entryhashes import EntryHash
 from hashwatch.errors import Conflict, InvalidInput, ListExists, SyncError
 from hashwatch.lists import (
     Change,
@@ -30,6 +31,7 @@ from hashwatch.lists import (
     revoke,
     update_list,
 )
+from hashwatch.matching import Matcher
 from hashwatch.organisations import get_or_create_organisation
 from hashwatch.store import Store
 from hashwatch.store.models import HashList, ListEntry
@@ -448,6 +450,59 @@ def test_unknown_signal_types_and_revocations_of_missing_entries_are_skipped(
     assert (result.added, result.revoked, result.skipped, result.cursor) == (6, 1, 2, 9)
     assert ("tmk", "ab" * 128) not in copy_state(store)
     assert "tmk" not in the_copy(store).thresholds
+
+
+def test_entry_hashes_come_with_their_entries_and_leave_with_them(
+    store: Store, origin: FakeOrigin
+) -> None:
+    crop = f"{int(pdq(9), 16) ^ ((1 << 80) - 1):064x}"  # far from the entry's own hash
+    newer = Change(
+        seq=len(origin.feed) + 1,
+        kind="add",
+        at=datetime.now(UTC),
+        entry_id=500,
+        signal_type="pdq",
+        value=pdq(9),
+        category="A",
+        labels=[],
+        source="partner",
+        note="",
+        extra_hashes=(EntryHash("crop-left-5", crop), EntryHash("trimmed", pdq(10))),
+    )
+    # A newer origin's entry hash of a variant this version does not know: the entry's own hash
+    # is still copied, without its entry hashes.
+    unknown = Change(
+        **{
+            **{f: getattr(newer, f) for f in Change.__dataclass_fields__},
+            "seq": newer.seq + 1,
+            "entry_id": 501,
+            "value": pdq(11),
+            "extra_hashes": (EntryHash("warp-3", pdq(12)),),
+        }
+    )
+    origin.feed += [newer, unknown]
+    body = newer.to_json()
+    assert body["extra_hashes"][0] == {"variant": "crop-left-5", "value": crop}
+    result = sync(store, origin)
+    assert result.added == 8
+    with store.session() as session:
+        rows = {
+            e.value: e.extra_hashes
+            for e in session.scalars(select(ListEntry).where(ListEntry.signal_type == "pdq"))
+        }
+        matcher = Matcher.from_store(session)
+    assert rows[pdq(9)] == [
+        {"variant": "crop-left-5", "value": crop},
+        {"variant": "trimmed", "value": pdq(10)},
+    ]
+    assert rows[pdq(11)] is None
+    [match] = matcher.match_value("pdq", crop).matches
+    assert (match.value, match.entry_variant) == (pdq(9), "crop-left-5")
+    origin.revoke("pdq", pdq(9), "false positive")
+    assert sync(store, origin).revoked == 1
+    with store.session() as session:
+        matcher.refresh(session)
+    assert matcher.match_value("pdq", crop).matches == []
 
 
 def test_server_urls_are_normalised_and_checked() -> None:

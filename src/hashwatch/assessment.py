@@ -35,13 +35,14 @@ from PIL import Image
 from sqlalchemy import event, exists, func, or_, select, update
 from sqlalchemy.orm import Session, SessionTransaction
 
-from hashwatch import audit
+from hashwatch import audit, entryhashes
 from hashwatch.errors import (
     Conflict,
     Forbidden,
     InvalidInput,
     ItemNotFound,
     MediaError,
+    MediaStoreError,
 )
 from hashwatch.hashing import hash_bytes
 from hashwatch.lists import (
@@ -56,7 +57,7 @@ from hashwatch.lists import (
     thresholds_for,
 )
 from hashwatch.matching import Matcher
-from hashwatch.media import ACCEPTED_FORMATS, MediaLimits
+from hashwatch.media import ACCEPTED_FORMATS, MediaLimits, decode_rgb
 from hashwatch.signals.pdq import MIN_QUALITY
 from hashwatch.store.models import (
     AGE_BANDS,
@@ -487,7 +488,8 @@ def _settle(
     if chosen == NOT_ABUSE:
         item.state = ItemState.REJECTED
     else:
-        ids, kept_revoked = _publish(session, hash_list, item, chosen, band, labels, actor)
+        extra = _entry_hashes(vault, hash_list, item)
+        ids, kept_revoked = _publish(session, hash_list, item, chosen, band, labels, actor, extra)
         item.state = ItemState.PUBLISHED
         item.entry_ids = ids
         detail = {"entry_ids": ids, "revoked_kept": kept_revoked}
@@ -521,9 +523,11 @@ def _publish(
     band: str | None,
     labels: Sequence[str],
     actor: str,
+    extra: Sequence[entryhashes.EntryHash] = (),
 ) -> tuple[list[int], int]:
-    """Add the item's hashes to its list; return the ids of the active entries carrying them
-    and how many were revoked tombstones (which stay revoked: see hashwatch.lists)."""
+    """Add the item's hashes to its list, the PDQ entry with its entry hashes `extra`; return
+    the ids of the active entries carrying them and how many were revoked tombstones (which stay
+    revoked: see hashwatch.lists)."""
     # The graders' labels were checked one by one; together they may be over the limit per entry.
     wanted = ([f"{AGE_LABEL}{band}"] if band else []) + list(labels)
     tags = tuple(dict.fromkeys(wanted))[:MAX_LABELS]
@@ -531,7 +535,15 @@ def _publish(
     if item.pdq is not None and (item.pdq_quality or 0) >= MIN_QUALITY:
         values = {"pdq": item.pdq, **values}
     entries: list[NewEntry] = [
-        make_entry(kind, value, category, tags, item.source, f"intake item {item.id}")
+        make_entry(
+            kind,
+            value,
+            category,
+            tags,
+            item.source,
+            f"intake item {item.id}",
+            [h.to_json() for h in extra] if kind == "pdq" else None,
+        )
         for kind, value in values.items()
     ]
     result = add_entries(session, hash_list, entries, actor)
@@ -549,6 +561,30 @@ def _publish(
         )
     )
     return sorted(rows.scalars()), result.revoked_kept
+
+
+def _entry_hashes(
+    vault: MediaVault, hash_list: HashList, item: IntakeItem
+) -> tuple[entryhashes.EntryHash, ...]:
+    """The entry hashes of the item's image, as its list's setting asks, from its media while
+    the vault still holds it (publication is the last moment anyone has the image).
+
+    Decoded as intake decoded it for its own PDQ hash. Media that cannot be read back or decoded
+    any more costs the entry its entry hashes, not the publication: its own hashes still go on
+    the list, and the log says why the rest did not."""
+    if (
+        hash_list.entry_hashes == "none"
+        or item.media_name is None
+        or item.pdq is None
+        or (item.pdq_quality or 0) < MIN_QUALITY
+    ):
+        return ()
+    try:
+        rgb = decode_rgb(vault.get(item.media_name), DEFAULT_LIMITS)
+    except (MediaError, MediaStoreError, OSError):
+        log.exception("intake item %s: no entry hashes, its media could not be read", item.id)
+        return ()
+    return entryhashes.compute(rgb, hash_list.entry_hashes)
 
 
 def _parse_grade(

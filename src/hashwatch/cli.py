@@ -37,8 +37,10 @@ from hashwatch import (
     assessment,
     audit,
     cybertip,
+    entryhashes,
     keys,
     listfiles,
+    listimages,
     lists,
     organisations,
     people,
@@ -60,6 +62,7 @@ from hashwatch.store import Store, open_store
 from hashwatch.store.database import DEFAULT_URL
 from hashwatch.store.models import ROLES, HashList
 from hashwatch.tuning import tune_allocator
+from hashwatch.variants import EXACT
 
 __all__ = ["app", "main"]
 
@@ -125,6 +128,14 @@ FullResolution = Annotated[
         help="Decode large images at full size for PDQ (slower; bit-exact with the reference).",
     ),
 ]
+ExactDihedral = Annotated[
+    bool,
+    typer.Option(
+        "--exact-dihedral",
+        help="Hash rotations and flips exactly (about 4x slower; finds every rotated or mirrored "
+        "copy, where the default one-pass hashes miss about 3%).",
+    ),
+]
 MaxPixels = Annotated[
     int | None,
     typer.Option(
@@ -177,11 +188,12 @@ def hash_command(
             "and flips), trim (uniform borders cut off), or none. Printed as pdq_variants."
         ),
     ] = "none",
+    exact_dihedral: ExactDihedral = False,
 ) -> None:
     """Print every hash of each file as one JSON line: path, md5, sha1, sha256, pdq, pdq_quality."""
     limits = _limits(max_bytes, max_pixels, full_resolution)
     with _domain_errors():
-        kinds = lists.parse_variants([variants])
+        kinds = _with_exact(lists.parse_variants([variants]), exact_dihedral)
     failed = 0
     for result in _hash_with_progress(paths, limits, workers, kinds):
         _emit(result.to_json())
@@ -219,6 +231,7 @@ def match_command(
             "that take it (lists create --variants)."
         ),
     ] = "dihedral,trim",
+    exact_dihedral: ExactDihedral = False,
     db: Db = None,
     org: Org = DEFAULT_ORGANISATION,
 ) -> None:
@@ -227,7 +240,7 @@ def match_command(
         raise typer.BadParameter("give at least one PATH or --hash")
     limits = _limits(max_bytes, max_pixels, full_resolution)
     with _domain_errors():
-        kinds = lists.parse_variants([variants])
+        kinds = _with_exact(lists.parse_variants([variants]), exact_dihedral)
         queries = [_parse_hash_option(text) for text in hashes or []]
         store = open_store(db)
         with store.session() as session:
@@ -471,6 +484,14 @@ def lists_create(
             help="Independent agreeing grades an intake item needs before it is published."
         ),
     ] = 2,
+    entry_hashes: Annotated[
+        str,
+        typer.Option(
+            "--entry-hashes",
+            help="Extra hashes made for each image listed here (published intake items, "
+            "lists add-images), so cropped copies match: crops, crops+tilts or none.",
+        ),
+    ] = entryhashes.DEFAULT_SETTING,
     db: Db = None,
     org: Org = DEFAULT_ORGANISATION,
 ) -> None:
@@ -487,6 +508,7 @@ def lists_create(
             thresholds=thresholds,
             variants=lists.parse_variants([variants]),
             required_grades=required_grades,
+            entry_hashes=entry_hashes,
         )
         _emit(lists.list_summary(session, hash_list))
 
@@ -513,10 +535,19 @@ def lists_update(
             "later; those waiting keep theirs)."
         ),
     ] = None,
+    entry_hashes: Annotated[
+        str | None,
+        typer.Option(
+            "--entry-hashes",
+            help="Extra hashes made for images listed from now on: crops, crops+tilts or none "
+            "(entries already listed keep theirs).",
+        ),
+    ] = None,
     db: Db = None,
     org: Org = DEFAULT_ORGANISATION,
 ) -> None:
-    """Change a list's description, match thresholds, variant kinds or required grades."""
+    """Change a list's description, match thresholds, variant kinds, required grades or entry
+    hashes."""
     with _store_session(db) as session:
         hash_list = lists.get_list(session, get_or_create_organisation(session, org), name)
         thresholds = lists.parse_thresholds(threshold or [])
@@ -529,6 +560,7 @@ def lists_update(
             thresholds,
             kinds,
             required_grades=required_grades,
+            entry_hashes=entry_hashes,
         )
         _emit(lists.list_summary(session, hash_list))
 
@@ -580,6 +612,78 @@ def lists_import(
         _emit({"list": name.strip(), "format": chosen, **result.to_json()})
 
 
+@lists_app.command("add-images")
+def lists_add_images(
+    name: str,
+    paths: Annotated[
+        list[Path], typer.Argument(help="Image files and directories (walked recursively).")
+    ],
+    category: Annotated[
+        str | None, typer.Option(help="The images' grade: A, B, C, A1, A2, B1 or B2.")
+    ] = None,
+    labels: Annotated[str | None, typer.Option(help="Labels separated by ';'.")] = None,
+    source: Annotated[str, typer.Option(help="Where the images came from.")] = "",
+    note: Annotated[str, typer.Option(help="A note kept with each entry.")] = "",
+    signal_types: Annotated[
+        str,
+        typer.Option("--types", help="The hashes to list for each image, comma-separated."),
+    ] = "pdq,md5,sha1,sha256",
+    max_bytes: MaxBytes = None,
+    max_pixels: MaxPixels = None,
+    db: Db = None,
+    org: Org = DEFAULT_ORGANISATION,
+) -> None:
+    """List images you hold: their hashes become entries, and each PDQ entry carries the entry
+    hashes the list makes (lists create --entry-hashes), so cropped copies match too.
+
+    One JSON line per file (entries made, entry hashes, or error), then the totals. All or
+    nothing: if any file cannot be hashed, nothing is added.
+    """
+    limits = _limits(max_bytes, max_pixels, full_resolution=False)
+    files = list(iter_media_paths(paths))
+    with _domain_errors():
+        chosen = listimages.parse_signal_types(signal_types)
+        lists.parse_category(category)  # a bad grade is refused before any image is hashed
+    with _store_session(db) as session:
+        hash_list = lists.get_list(session, get_or_create_organisation(session, org), name)
+        lists.ensure_writable(hash_list)
+        setting = hash_list.entry_hashes
+        entries: list[lists.NewEntry] = []
+        failed = 0
+        with _progress() as progress:
+            task = progress.add_task("hashing", total=len(files))
+            for path in files:
+                line: dict[str, Any] = {"path": path}
+                try:
+                    listed = listimages.image_entries(
+                        _read_media(path, limits),
+                        setting,
+                        limits,
+                        signal_types=chosen,
+                        category=category,
+                        labels=labels,
+                        source=source,
+                        note=note,
+                    )
+                except HashwatchError as exc:
+                    line["error"] = str(exc)
+                    failed += 1
+                else:
+                    entries.extend(listed.entries)
+                    line.update(entries=len(listed.entries), extra_hashes=listed.extra_hashes)
+                    if listed.pdq_quality is not None:
+                        line["pdq_quality"] = listed.pdq_quality
+                    if listed.skipped:
+                        line["skipped"] = listed.skipped
+                _emit(line)
+                progress.advance(task)
+        if failed:
+            err.print(f"[red]error:[/red] {failed} file(s) could not be hashed; nothing was added")
+            raise typer.Exit(1)
+        result = lists.add_entries(session, hash_list, entries, _actor())
+        _emit({"list": hash_list.name, "images": len(files), **result.to_json()})
+
+
 @lists_app.command("export")
 def lists_export(
     name: str,
@@ -595,12 +699,13 @@ def lists_export(
         raise typer.BadParameter(f"format must be one of {', '.join(listfiles.EXPORT_FORMATS)}")
     with _store_session(db) as session:
         hash_list = lists.get_list(session, get_or_create_organisation(session, org), name)
+        extra = lists.has_extra_hashes(session, [hash_list])
         entries = lists.iter_active_entries(session, [hash_list])
         if output is None:
-            listfiles.write_entries(sys.stdout, entries, fmt)
+            listfiles.write_entries(sys.stdout, entries, fmt, extra_hashes=extra)
             return
         with output.open("w", encoding="utf-8", newline="") as handle:
-            count = listfiles.write_entries(handle, entries, fmt)
+            count = listfiles.write_entries(handle, entries, fmt, extra_hashes=extra)
         err.print(f"wrote {count} entries to {output}")
 
 
@@ -906,6 +1011,7 @@ def serve_command(
         bool,
         typer.Option(help="Also log hashes of content that matched nothing (off: only matches)."),
     ] = False,
+    exact_dihedral: ExactDihedral = False,
     match_threads: Annotated[
         int,
         typer.Option(
@@ -943,6 +1049,7 @@ def serve_command(
         media_dir=media_dir,
         workers=workers,
         match_threads=match_threads,
+        exact_dihedral=exact_dihedral,
     )
     from hashwatch.api.app import serve  # FastAPI loads only for this command
 
@@ -1196,6 +1303,11 @@ def _limits(max_bytes: int | None, max_pixels: int | None, full_resolution: bool
 def _parse_hash_option(text: str) -> tuple[str, str]:
     kind, value = parse_typed_value(text)
     return kind.name, value
+
+
+def _with_exact(kinds: Sequence[str], exact: bool) -> list[str]:
+    """The kinds to hash, with the request for exact dihedral hashes where asked for."""
+    return [*kinds, EXACT] if exact and "dihedral" in kinds else list(kinds)
 
 
 def _hash_with_progress(

@@ -1,10 +1,12 @@
 """List files: reading entries from CSV, JSON lines and ThreatExchange CSV, and writing them out.
 
 Formats (docs/lists.md has examples):
-- `csv`: header `signal_type,value,category,labels,source,note`; labels separated by `;`. Only
-  signal_type and value are required columns; an unknown column is an error, so a misspelt
-  header never silently drops data.
-- `jsonl`: one JSON object per line with the same keys; labels as a list or `;`-separated text.
+- `csv`: header `signal_type,value,category,labels,source,note`, and `extra_hashes` where entries
+  carry entry hashes (hashwatch.entryhashes; `variant:value` items separated by `;`); labels
+  separated by `;`. Only signal_type and value are required columns; an unknown column is an
+  error, so a misspelt header never silently drops data.
+- `jsonl`: one JSON object per line with the same keys; labels as a list or `;`-separated text,
+  extra_hashes as a list of {"variant": ..., "value": ...} objects (or the CSV cell's text).
 - `threatexchange`: the CSV that Meta's `threatexchange dataset --csv` writes
   (`signal_type,signal_str,collab,category,tags`). `pdq` and `video_md5` rows are imported;
   rows of other signal types (URLs, text) are counted as skipped, not errors, because such files
@@ -27,11 +29,13 @@ from typing import IO, Any
 
 from sqlalchemy.orm import Session
 
+from hashwatch.entryhashes import format_cell, stored
 from hashwatch.errors import ImportRejected, InvalidInput, LineError
 from hashwatch.lists import AddResult, NewEntry, ProgressCallback, add_entries, make_entry
 from hashwatch.store.models import CATEGORIES, HashList, ListEntry
 
 __all__ = [
+    "ALL_COLUMNS",
     "COLUMNS",
     "FORMATS",
     "ParsedFile",
@@ -41,7 +45,10 @@ __all__ = [
     "write_entries",
 ]
 
+#: The columns of an export without entry hashes: what older versions write and read.
 COLUMNS = ("signal_type", "value", "category", "labels", "source", "note")
+#: Every column an import takes: COLUMNS and the optional entry hashes.
+ALL_COLUMNS = (*COLUMNS, "extra_hashes")
 THREATEXCHANGE_COLUMNS = ("signal_type", "signal_str", "collab", "category", "tags")
 FORMATS = ("csv", "jsonl", "threatexchange")
 EXPORT_FORMATS = ("csv", "jsonl")
@@ -139,30 +146,40 @@ def import_file(
     )
 
 
-def write_entries(out: IO[str], entries: Iterable[ListEntry], fmt: str, header: bool = True) -> int:
+def write_entries(
+    out: IO[str],
+    entries: Iterable[ListEntry],
+    fmt: str,
+    header: bool = True,
+    extra_hashes: bool = False,
+) -> int:
     """Write entries in an import format (round-trips through read_entries); return the count.
 
-    `header=False` leaves out the CSV header, for the second and later pieces of a stream."""
+    `header=False` leaves out the CSV header, for the second and later pieces of a stream.
+    `extra_hashes`: write the CSV's extra_hashes column (lists.has_extra_hashes says whether the
+    list needs it); without it a CSV is what older versions wrote and read. JSON lines carry the
+    key on each entry that has entry hashes, whatever this says."""
     count = 0
     if fmt == "csv":
         writer = csv.writer(out, lineterminator="\n")
         if header:
-            writer.writerow(COLUMNS)
+            writer.writerow(ALL_COLUMNS if extra_hashes else COLUMNS)
         for entry in entries:
-            writer.writerow(
-                [
-                    entry.signal_type,
-                    entry.value,
-                    entry.category or "",
-                    ";".join(entry.labels),
-                    entry.source,
-                    entry.note,
-                ]
-            )
+            row = [
+                entry.signal_type,
+                entry.value,
+                entry.category or "",
+                ";".join(entry.labels),
+                entry.source,
+                entry.note,
+            ]
+            if extra_hashes:
+                row.append(format_cell(stored(entry.extra_hashes)))
+            writer.writerow(row)
             count += 1
     elif fmt == "jsonl":
         for entry in entries:
-            record = {
+            record: dict[str, Any] = {
                 "signal_type": entry.signal_type,
                 "value": entry.value,
                 "category": entry.category,
@@ -170,6 +187,8 @@ def write_entries(out: IO[str], entries: Iterable[ListEntry], fmt: str, header: 
                 "source": entry.source,
                 "note": entry.note,
             }
+            if entry.extra_hashes:
+                record["extra_hashes"] = [h.to_json() for h in stored(entry.extra_hashes)]
             out.write(json.dumps(record, ensure_ascii=False) + "\n")
             count += 1
     else:
@@ -183,7 +202,7 @@ Row = tuple[int, "dict[str, Any] | LineError"]
 
 
 def _csv_rows(text: IO[str], fmt: str) -> Iterator[Row]:
-    expected = THREATEXCHANGE_COLUMNS if fmt == "threatexchange" else COLUMNS
+    expected = THREATEXCHANGE_COLUMNS if fmt == "threatexchange" else ALL_COLUMNS
     reader = csv.reader(text)
     header: list[str] | None = None
     while True:
@@ -245,11 +264,11 @@ def _jsonl_rows(text: IO[str]) -> Iterator[Row]:
         if not isinstance(record, dict):
             yield line, LineError(line, "each line must be a JSON object")
             continue
-        unknown = [key for key in record if key not in COLUMNS]
+        unknown = [key for key in record if key not in ALL_COLUMNS]
         if unknown:
             yield (
                 line,
-                LineError(line, f"unknown key {unknown[0]!r}: keys are {', '.join(COLUMNS)}"),
+                LineError(line, f"unknown key {unknown[0]!r}: keys are {', '.join(ALL_COLUMNS)}"),
             )
             continue
         problem = _jsonl_field_types(record)
@@ -266,8 +285,10 @@ def _jsonl_field_types(record: dict[str, Any]) -> str | None:
     for key, value in record.items():
         if value is None or isinstance(value, str):
             continue
-        if key == "labels" and isinstance(value, list):
-            continue
+        if key in ("labels", "extra_hashes") and isinstance(value, list):
+            continue  # checked item by item by make_entry
+        if key == "extra_hashes":
+            return "extra_hashes must be a list of {variant, value} objects"
         return f"{key} must be text" + (" or a list of text" if key == "labels" else "")
     return None
 

@@ -23,7 +23,8 @@ from sqlalchemy import delete, func, literal, select, union_all, update
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import set_committed_value
 
-from hashwatch import audit
+from hashwatch import audit, entryhashes
+from hashwatch.entryhashes import EntryHash
 from hashwatch.errors import (
     AmbiguousValue,
     Conflict,
@@ -58,6 +59,7 @@ __all__ = [
     "delete_list",
     "ensure_writable",
     "get_list",
+    "has_extra_hashes",
     "iter_active_entries",
     "list_lists",
     "list_summary",
@@ -94,6 +96,8 @@ class NewEntry:
     labels: tuple[str, ...] = ()
     source: str = ""
     note: str = ""
+    #: A PDQ entry's entry hashes (hashwatch.entryhashes), checked; empty for most entries.
+    extra_hashes: tuple[EntryHash, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,7 @@ class Change:
     source: str
     note: str
     revoke_reason: str | None = None
+    extra_hashes: tuple[EntryHash, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -146,6 +151,9 @@ class Change:
         }
         if self.kind == ChangeKind.REVOKE:
             out["reason"] = self.revoke_reason
+        elif self.extra_hashes:
+            # Only where there are some: most lists have none, and older readers ignore the key.
+            out["extra_hashes"] = [h.to_json() for h in self.extra_hashes]
         return out
 
 
@@ -197,8 +205,12 @@ def make_entry(
     labels: str | Sequence[str] | None = None,
     source: str | None = None,
     note: str | None = None,
+    extra_hashes: str | Sequence[Any] | None = None,
 ) -> NewEntry:
-    """Validate one entry's fields; raise InvalidInput (or a subclass) saying what is wrong."""
+    """Validate one entry's fields; raise InvalidInput (or a subclass) saying what is wrong.
+
+    `extra_hashes`: entry hashes as hashwatch.entryhashes.parse_extra_hashes reads them (a CSV
+    cell, or a list of {variant, value}); only a PDQ entry may carry them."""
     if not isinstance(signal_type, str):
         raise InvalidInput(f"signal_type must be text, not {type(signal_type).__name__}")
     kind = get_signal_type(signal_type)
@@ -208,6 +220,12 @@ def make_entry(
         raise InvalidInput(f"source is over {MAX_SOURCE_LENGTH} characters")
     if len(note_text) > MAX_NOTE_LENGTH:
         raise InvalidInput(f"note is over {MAX_NOTE_LENGTH} characters")
+    extra = entryhashes.parse_extra_hashes(extra_hashes)
+    if extra and kind.name != "pdq":
+        raise InvalidInput(
+            f"only pdq entries carry extra hashes (PDQ hashes of variants of the listed image), "
+            f"not {kind.name}"
+        )
     return NewEntry(
         signal_type=kind.name,
         value=kind.parse(value),
@@ -215,6 +233,7 @@ def make_entry(
         labels=parse_labels(labels),
         source=source_text,
         note=note_text,
+        extra_hashes=extra,
     )
 
 
@@ -287,9 +306,11 @@ def create_list(
     thresholds: dict[str, int] | None = None,
     variants: Sequence[str] | None = None,
     required_grades: int = 2,
+    entry_hashes: str = entryhashes.DEFAULT_SETTING,
 ) -> HashList:
     """A new, empty list. `variants`: the kinds of query variant it matches (default: all);
-    `required_grades`: the independent agreeing grades an intake item needs to be published."""
+    `required_grades`: the independent agreeing grades an intake item needs to be published;
+    `entry_hashes`: which entry hashes are made for images listed here (hashwatch.entryhashes)."""
     clean = name.strip()
     if not clean or len(clean) > MAX_NAME_LENGTH:
         raise InvalidInput(f"list name must be 1 to {MAX_NAME_LENGTH} characters")
@@ -302,6 +323,7 @@ def create_list(
         thresholds=dict(thresholds or {}),
         variants=list(VARIANT_KINDS) if variants is None else list(variants),
         required_grades=check_required_grades(required_grades),
+        entry_hashes=entryhashes.parse_setting(entry_hashes),
         last_seq=0,
     )
     session.add(hash_list)
@@ -314,6 +336,7 @@ def create_list(
         thresholds=hash_list.thresholds,
         variants=hash_list.variants,
         required_grades=hash_list.required_grades,
+        entry_hashes=hash_list.entry_hashes,
     )
     return hash_list
 
@@ -327,6 +350,7 @@ def update_list(
     variants: Sequence[str] | None = None,
     required_grades: int | None = None,
     *,
+    entry_hashes: str | None = None,
     from_origin: bool = False,
 ) -> HashList:
     ensure_writable(hash_list, allow_copy=from_origin)
@@ -347,6 +371,12 @@ def update_list(
             # Items already waiting keep the number they were taken in with.
             hash_list.required_grades = count
             changed["required_grades"] = count
+    if entry_hashes is not None:
+        setting = entryhashes.parse_setting(entry_hashes)
+        if setting != hash_list.entry_hashes:
+            # Images listed from now on; entries already listed keep the hashes they have.
+            hash_list.entry_hashes = setting
+            changed["entry_hashes"] = setting
     if changed:
         hash_list.updated_at = utcnow()
         session.flush()
@@ -421,6 +451,7 @@ def list_summary(session: Session, hash_list: HashList) -> dict[str, Any]:
         "thresholds": thresholds_for(hash_list),
         "variants": sorted(variants_for(hash_list)),
         "required_grades": hash_list.required_grades,
+        "entry_hashes": hash_list.entry_hashes,
         "entries": active,
         "revoked": revoked_count,
         "by_signal_type": dict(sorted(by_type.items())),
@@ -594,9 +625,27 @@ def changes(
             source=entry.source,
             note=entry.note,
             revoke_reason=entry.revoke_reason if kind == ChangeKind.REVOKE else None,
+            extra_hashes=entryhashes.stored(entry.extra_hashes) if kind == ChangeKind.ADD else (),
         )
         for seq, kind, entry in rows
     ]
+
+
+def has_extra_hashes(session: Session, hash_lists: Sequence[HashList]) -> bool:
+    """Whether any active entry of these lists carries entry hashes (an export then writes the
+    column; one without them stays as older versions wrote it)."""
+    if not hash_lists:
+        return False
+    found = session.scalar(
+        select(ListEntry.id)
+        .where(
+            ListEntry.list_id.in_([hash_list.id for hash_list in hash_lists]),
+            ListEntry.revoked_seq.is_(None),
+            ListEntry.extra_hashes.is_not(None),
+        )
+        .limit(1)
+    )
+    return found is not None
 
 
 def iter_active_entries(session: Session, hash_lists: Sequence[HashList]) -> Iterator[ListEntry]:
@@ -694,6 +743,7 @@ _ENTRY_COLUMNS = (
     "note",
     "added_at",
     "added_seq",
+    "extra_hashes",
 )
 _CHUNK = 50_000
 
@@ -715,6 +765,9 @@ def _bulk_insert_entries(
     labels_type = table.c.labels.type
     bind_labels = labels_type.dialect_impl(dialect).bind_processor(dialect) or json.dumps
     bound_labels: dict[tuple[str, ...], Any] = {}
+    # Entry hashes are rare and never shared between entries: bound per entry that has any,
+    # NULL for the rest (both backends take JSON text).
+    bind_extra = json.dumps
     if dialect.name == "postgresql":
         bound_time: Any = added_at
         bind_labels = json.dumps  # COPY takes the JSON text itself
@@ -738,6 +791,7 @@ def _bulk_insert_entries(
                 entry.note,
                 bound_time,
                 first_seq + offset,
+                bind_extra(entryhashes.to_json(entry.extra_hashes)) if entry.extra_hashes else None,
             )
 
     columns = ", ".join(_ENTRY_COLUMNS)

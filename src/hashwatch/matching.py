@@ -10,7 +10,11 @@ floor (50 for PDQ by default) is reported as skipped rather than matched, becaus
 hashes of near-uniform images collide with unrelated ones.
 
 Every match explains itself: list, entry id, signal type, listed value, distance, category,
-labels and source.
+labels and source, and which hash on each side matched: the query's (`variant`: "original", or
+a rotation, flip or trimmed form of an uploaded image) and the entry's (`entry_variant`:
+"original", or one of the entry hashes a listed image carries, hashwatch.entryhashes, such as
+"crop-left-5"). An entry's entry hashes are indexed as further codes of the same entry, so an
+entry found through several of its codes is still one match, at its closest.
 
 Keeping current: `Matcher.refresh(session)` reads the lists table (no entries), and for each list
 whose last sequence number is past the one the matcher holds, applies the list's change feed
@@ -67,7 +71,8 @@ _MERGE_AT = 50_000
 IdArray = npt.NDArray[np.int64]
 ThresholdArray = npt.NDArray[np.int32]
 KindArray = npt.NDArray[np.uint8]  # masks of _KIND_BITS
-Hits = list[tuple[int, int]]  # (entry position, distance)
+VariantArray = npt.NDArray[np.uint16]  # per code: which hash of its entry (0: its own)
+Hits = list[tuple[int, int, int]]  # (entry position, distance, entry variant id)
 
 #: Each kind of query variant as one bit of a mask.
 _KIND_BITS = {kind: 1 << i for i, kind in enumerate(VARIANT_KINDS)}
@@ -87,6 +92,9 @@ class Match:
     #: Which hash of the query matched: "original", or a variant such as "rotate-90" or
     #: "trimmed" (hashwatch.variants) when the media was matched with its variants.
     variant: str = "original"
+    #: Which hash of the entry matched: "original" (its value), or one of its entry hashes
+    #: such as "crop-left-5" (hashwatch.entryhashes).
+    entry_variant: str = "original"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -100,6 +108,7 @@ class Match:
             "labels": list(self.labels),
             "source": self.source,
             "variant": self.variant,
+            "entry_variant": self.entry_variant,
         }
 
 
@@ -211,11 +220,13 @@ def _room(array: npt.NDArray[Any], size: int) -> npt.NDArray[Any]:
 
 class _PixelIndex:
     """One perceptual signal type: a Hamming index of codes and, by index id, each code's entry
-    position, list id, list threshold (-1 once removed) and the kinds of query variant its list
-    matches (a mask of _KIND_BITS).
+    position, list id, list threshold (-1 once removed), the kinds of query variant its list
+    matches (a mask of _KIND_BITS), and which hash of its entry it is (0 for the entry's own
+    value, else the matcher's id of an entry hash's variant name).
 
-    The arrays have room beyond the index's size; ids from the index only reach the filled part.
-    Entry positions only grow, so the positions array is sorted.
+    An entry with entry hashes has several codes, with consecutive ids: its own, then its entry
+    hashes. The arrays have room beyond the index's size; ids from the index only reach the
+    filled part. Entry positions only grow, so the positions array is sorted (with repeats).
     """
 
     def __init__(
@@ -225,6 +236,7 @@ class _PixelIndex:
         list_ids: IdArray,
         thresholds: ThresholdArray,
         kinds: KindArray,
+        variants: VariantArray,
     ) -> None:
         self.index = HammingIndex(codes) if len(codes) else HammingIndex()
         self._count = len(positions)
@@ -232,6 +244,9 @@ class _PixelIndex:
         self._list_ids = list_ids
         self._thresholds = thresholds
         self._kinds = kinds
+        self._variants = variants
+        #: Whether any entry has several codes: only then must hits be merged per entry.
+        self._several = bool(variants.any())
         self._widest = -1
         self._widen()
 
@@ -243,6 +258,7 @@ class _PixelIndex:
             np.zeros(0, dtype=np.int64),
             np.zeros(0, dtype=np.int32),
             np.zeros(0, dtype=np.uint8),
+            np.zeros(0, dtype=np.uint16),
         )
 
     def add(
@@ -252,29 +268,37 @@ class _PixelIndex:
         list_id: int,
         threshold: int,
         kinds: int,
+        variants: VariantArray,
     ) -> None:
+        """Add codes of new entries; `positions` ascending, an entry's codes together."""
         first = self.index.add(codes)
         stop = first + len(positions)
         self._positions = _room(self._positions, stop)
         self._list_ids = _room(self._list_ids, stop)
         self._thresholds = _room(self._thresholds, stop)
         self._kinds = _room(self._kinds, stop)
+        self._variants = _room(self._variants, stop)
         self._positions[first:stop] = positions
         self._list_ids[first:stop] = list_id
         self._thresholds[first:stop] = threshold
         self._kinds[first:stop] = kinds
+        self._variants[first:stop] = variants
+        self._several = self._several or bool(variants.any())
         self._count = stop
         self._widest = max(self._widest, threshold)
 
     def remove(self, positions: IdArray) -> None:
-        """Remove the entries at these positions (each held, live, of this type)."""
-        ids = np.searchsorted(self._positions[: self._count], positions)
+        """Remove the entries at these positions (each held, live, of this type), every code of
+        each: its own and its entry hashes."""
+        held = self._positions[: self._count]
+        first = np.searchsorted(held, positions, side="left")
+        ids = _ranges(first, np.searchsorted(held, positions, side="right") - first)
         self.index.remove(ids)
         self._thresholds[ids] = -1
         self._widen()
 
     def remove_list(self, list_id: int) -> IdArray:
-        """Remove every live entry of one list; return their positions."""
+        """Remove every live entry of one list; return their positions (once each)."""
         ids = np.flatnonzero(
             (self._list_ids[: self._count] == list_id) & (self._thresholds[: self._count] >= 0)
         )
@@ -282,7 +306,7 @@ class _PixelIndex:
             self.index.remove(ids)
             self._thresholds[ids] = -1
             self._widen()
-        return self._positions[ids]
+        return np.unique(self._positions[ids])
 
     def set_threshold(self, list_id: int, threshold: int) -> None:
         live = self._thresholds[: self._count]
@@ -301,13 +325,15 @@ class _PixelIndex:
         lists: IdArray | None,
         needs: KindArray | None = None,
     ) -> list[Hits]:
-        """Per query: (entry position, distance) of every entry within its own list's threshold,
-        of the lists in `lists` (sorted ids; None for all). `needs`, per query, the kinds of
-        variant it is (0 for an original hash): a variant matches only lists that take them."""
+        """Per query: (entry position, distance, entry variant id) of every entry within its
+        own list's threshold, of the lists in `lists` (sorted ids; None for all), once per
+        entry. `needs`, per query, the kinds of variant it is (0 for an original hash): a
+        variant matches only lists that take them."""
         if self._widest < 0:
             return [[] for _ in range(len(codes))]
         found = self.index.search(codes, max_distance=self._widest)
-        if len(found) == 1:
+        single = len(found) == 1
+        if single:
             ids, distances = found[0]
         else:  # every query's hits at once: a few NumPy calls per batch, not per query
             ids = np.concatenate([f[0] for f in found])
@@ -319,14 +345,66 @@ class _PixelIndex:
         if needs is not None and needs.any():
             owners = np.repeat(np.arange(len(found)), [len(f[0]) for f in found])
             keep &= (needs[owners] & ~self._kinds[ids]) == 0
-        positions = self._positions[ids[keep]].tolist()
-        kept = distances[keep].tolist()
-        if len(found) == 1:
-            return [list(zip(positions, kept, strict=True))]
-        if owners is None:
-            owners = np.repeat(np.arange(len(found)), [len(f[0]) for f in found])
-        bounds = np.searchsorted(owners[keep], np.arange(len(found) + 1)).tolist()
-        return [list(zip(positions[a:b], kept[a:b], strict=True)) for a, b in pairwise(bounds)]
+        ids, kept = ids[keep], distances[keep]
+        positions, variants = self._positions[ids], self._variants[ids]
+        if single:
+            owner = np.zeros(len(ids), dtype=np.int64)
+        else:
+            if owners is None:
+                owners = np.repeat(np.arange(len(found)), [len(f[0]) for f in found])
+            owner = owners[keep]
+        if self._several and len(ids) > 1:
+            # An entry found through several of its codes (its own and its entry hashes) is one
+            # hit, at its closest; on a tie through its own value (variant 0) first.
+            order = np.lexsort((variants, kept, positions, owner))
+            owner, positions = owner[order], positions[order]
+            kept, variants = kept[order], variants[order]
+            first = np.ones(len(order), dtype=bool)
+            first[1:] = (owner[1:] != owner[:-1]) | (positions[1:] != positions[:-1])
+            owner, positions, kept, variants = (
+                owner[first],
+                positions[first],
+                kept[first],
+                variants[first],
+            )
+        hits = list(zip(positions.tolist(), kept.tolist(), variants.tolist(), strict=True))
+        if single:
+            return [hits]
+        bounds = np.searchsorted(owner, np.arange(len(found) + 1)).tolist()
+        return [hits[a:b] for a, b in pairwise(bounds)]
+
+
+def _ranges(starts: IdArray, lengths: IdArray) -> IdArray:
+    """Concatenate the ranges [start, start + length) without a Python loop."""
+    total = int(lengths.sum())
+    if total == 0:
+        return np.zeros(0, dtype=np.int64)
+    ends = np.cumsum(lengths)
+    return np.arange(total, dtype=np.int64) - np.repeat(ends - lengths - starts, lengths)
+
+
+def _gather_extras(
+    parts: tuple[list[str], list[IdArray], list[IdArray], list[str]],
+    raw: list[Any],
+    positions: IdArray,
+    owners: IdArray,
+) -> None:
+    """Add the stored entry hashes of some entries (at these positions, of these lists) to
+    `parts`: hex values, a position and a list id per hash, variant names.
+
+    Text (SQLite) is joined into one JSON array and parsed in one call: a million entries
+    parsed one by one cost several seconds of a load."""
+    if isinstance(raw[0], str):
+        decoded: list[Any] = json.loads("[" + ",".join(raw) + "]")
+    else:
+        decoded = raw  # psycopg decodes JSON itself
+    decoded = [items or [] for items in decoded]  # a JSON null (written by hand) holds none
+    counts = [len(items) for items in decoded]
+    hexes, at, lists, names = parts
+    hexes.extend([item["value"] for items in decoded for item in items])
+    names.extend([item["variant"] for items in decoded for item in items])
+    at.append(np.repeat(positions, counts))
+    lists.append(np.repeat(owners, counts))
 
 
 def _member(values: IdArray, sorted_ids: IdArray) -> npt.NDArray[np.bool_]:
@@ -404,7 +482,8 @@ class _Page:
     categories: list[str | None] = field(default_factory=list)
     labels: list[tuple[str, ...]] = field(default_factory=list)
     sources: list[str] = field(default_factory=list)
-    pixel: dict[str, tuple[list[str], list[int]]] = field(default_factory=dict)
+    #: Per signal type: codes as hex, their entry positions, and which hash of the entry each is.
+    pixel: dict[str, tuple[list[str], list[int], list[int]]] = field(default_factory=dict)
     exact: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
     revoked: dict[str, list[int]] = field(default_factory=dict)  # positions, by signal type
     positions: dict[int, int] = field(default_factory=dict)  # entry id -> position, of the adds
@@ -435,6 +514,10 @@ class Matcher:
         self._exact: dict[str, ExactIndex] = {}
         self._pixel: dict[str, _PixelIndex] = {}
         self._label_sets = _LabelSets()
+        #: Names of the entries' hashes, by the id the pixel indexes hold: 0 is an entry's own
+        #: value. Only refresh appends; a reader only sees ids of codes already indexed.
+        self._entry_variants: list[str] = ["original"]
+        self._entry_variant_ids: dict[str, int] = {"original": 0}
         self._lock = _ReadWriteLock()
         self._refreshing = threading.Lock()  # one refresh at a time
 
@@ -490,12 +573,24 @@ class Matcher:
             query = query.where(HashList.id.in_(sorted(self._follow)))
         return list(session.scalars(query))
 
+    def _variant_id(self, name: str) -> int:
+        """The id of an entry hash's variant name, given one when first seen."""
+        found = self._entry_variant_ids.get(name)
+        if found is None:
+            if len(self._entry_variants) > np.iinfo(np.uint16).max:
+                raise InvalidInput("too many distinct entry hash variant names to hold")
+            found = self._entry_variant_ids[name] = len(self._entry_variants)
+            self._entry_variants.append(name)
+        return found
+
     def _load(self, session: Session) -> None:
         held_of = self._lists
         if not held_of:
             return
         kinds = {kind.name: kind for kind in all_signal_types()}
         pixel_parts: dict[str, tuple[list[str], list[IdArray], list[IdArray]]] = {}
+        # Entry hashes, per signal type: hex values, entry positions, list ids, variant names.
+        extra_parts: dict[str, tuple[list[str], list[IdArray], list[IdArray], list[str]]] = {}
         # Labels as stored text, decoded once per distinct set; drivers that decode JSON
         # themselves (psycopg) hand back lists instead.
         query = (
@@ -507,6 +602,8 @@ class Matcher:
                 ListEntry.category,
                 type_coerce(ListEntry.labels, String),
                 ListEntry.source,
+                # As text where the driver leaves it so: decoded below only where not NULL.
+                type_coerce(ListEntry.extra_hashes, String),
             )
             .where(
                 ListEntry.list_id.in_(sorted(held_of)),
@@ -524,7 +621,7 @@ class Matcher:
                 if not rows:
                     continue
             start = len(self._entry_ids)
-            entry_ids, list_ids, types, values, categories, labels, sources = zip(
+            entry_ids, list_ids, types, values, categories, labels, sources, extras = zip(
                 *rows, strict=True
             )
             self._entry_ids.extend(entry_ids)
@@ -535,6 +632,8 @@ class Matcher:
             self._labels.extend(self._label_sets.of(labels))
             self._sources.extend(sources)
             names = set(types)
+            # Most lists have no entry hashes: one C-speed count tells, not a loop per row.
+            any_extra = extras.count(None) != len(extras)
             for name in names:
                 if len(names) == 1:
                     offsets: Sequence[int] = range(len(types))
@@ -549,6 +648,14 @@ class Matcher:
                     at = np.asarray(offsets, dtype=np.int64)
                     positions.append(at + start)
                     owners.append(np.asarray(list_ids, dtype=np.int64)[at])
+                    with_extra = [i for i in offsets if extras[i] is not None] if any_extra else []
+                    if with_extra:
+                        _gather_extras(
+                            extra_parts.setdefault(kind.name, ([], [], [], [])),
+                            [extras[i] for i in with_extra],
+                            np.asarray(with_extra, dtype=np.int64) + start,
+                            np.asarray(list_ids, dtype=np.int64)[with_extra],
+                        )
                 else:
                     exact = self._exact.setdefault(kind.name, ExactIndex())
                     exact.add_many(zip(chosen, [start + i for i in offsets], strict=True))
@@ -560,17 +667,36 @@ class Matcher:
             np.arange(count, dtype=np.int64),
         )
         for name, (hexes, positions, owners) in pixel_parts.items():
+            at = np.concatenate(positions)
+            owner_ids = np.concatenate(owners)
+            variants = np.zeros(len(at), dtype=np.uint16)
+            extra = extra_parts.get(name)
+            if extra is not None:
+                extra_hexes, extra_at, extra_owners, variant_names = extra
+                hexes = hexes + extra_hexes
+                at = np.concatenate([at, *extra_at])
+                owner_ids = np.concatenate([owner_ids, *extra_owners])
+                ids = {n: self._variant_id(n) for n in set(variant_names)}
+                variants = np.concatenate(
+                    [variants, np.asarray([ids[n] for n in variant_names], dtype=np.uint16)]
+                )
             # One conversion for every value: a million bytes.fromhex calls cost seconds.
             codes = np.frombuffer(bytes.fromhex("".join(hexes)), dtype=np.uint8).reshape(-1, 32)
-            owner_ids = np.concatenate(owners)
+            if extra is not None:
+                # Each entry's codes together, in position order, its own first (stable sort).
+                order = np.argsort(at, kind="stable")
+                codes, at, owner_ids, variants = (
+                    codes[order],
+                    at[order],
+                    owner_ids[order],
+                    variants[order],
+                )
             held_ids, inverse = np.unique(owner_ids, return_inverse=True)
             per_list = [held_of[int(i)].thresholds[name] for i in held_ids]
             thresholds = np.asarray(per_list, dtype=np.int32)[inverse.reshape(-1)]
             masks = [held_of[int(i)].variants for i in held_ids]
             taken = np.asarray(masks, dtype=np.uint8)[inverse.reshape(-1)]
-            self._pixel[name] = _PixelIndex(
-                codes, np.concatenate(positions), owner_ids, thresholds, taken
-            )
+            self._pixel[name] = _PixelIndex(codes, at, owner_ids, thresholds, taken, variants)
 
     # --- keeping current -------------------------------------------------------------------
 
@@ -670,8 +796,9 @@ class Matcher:
             name: (
                 np.frombuffer(bytes.fromhex("".join(hexes)), dtype=np.uint8).reshape(-1, 32),
                 np.asarray(positions, dtype=np.int64),
+                np.asarray(variants, dtype=np.uint16),
             )
-            for name, (hexes, positions) in prepared.pixel.items()
+            for name, (hexes, positions, variants) in prepared.pixel.items()
         }
         revoked = {
             name: np.asarray(positions, dtype=np.int64)
@@ -686,12 +813,12 @@ class Matcher:
             self._labels.extend(prepared.labels)
             self._sources.extend(prepared.sources)
             self._list_of.extend([held] * added)
-            for name, (code_array, positions) in codes.items():
+            for name, (code_array, positions, variants) in codes.items():
                 pixel = self._pixel.get(name)
                 if pixel is None:
                     pixel = self._pixel[name] = _PixelIndex.empty()
                 threshold = held.thresholds.get(name, get_signal_type(name).default_threshold)
-                pixel.add(code_array, positions, held.id, threshold, held.variants)
+                pixel.add(code_array, positions, held.id, threshold, held.variants, variants)
             for name, pairs in prepared.exact.items():
                 self._exact.setdefault(name, ExactIndex()).add_many(pairs)
             for name, positions in revoked.items():
@@ -736,9 +863,14 @@ class Matcher:
                 prepared.labels.append(self._label_sets[tuple(change.labels)])
                 prepared.sources.append(change.source)
                 if issubclass(kind, PixelSignalType):
-                    hexes, positions = prepared.pixel.setdefault(kind.name, ([], []))
+                    hexes, positions, variants = prepared.pixel.setdefault(kind.name, ([], [], []))
                     hexes.append(change.value)
                     positions.append(position)
+                    variants.append(0)
+                    for extra in change.extra_hashes:  # after its own: an entry's codes together
+                        hexes.append(extra.value)
+                        positions.append(position)
+                        variants.append(self._variant_id(extra.variant))
                 else:
                     prepared.exact.setdefault(kind.name, []).append((change.value, position))
             elif position >= 0 and (position >= start or self._live[position]):
@@ -840,18 +972,19 @@ class Matcher:
         codes = np.frombuffer(packed, dtype=np.uint8).reshape(len(chosen), -1)
         needs = np.asarray([_variant_needs(v.variant) for v in chosen], dtype=np.uint8)
         wanted = None if lists is None else np.unique(np.fromiter(lists, np.int64))
-        best: dict[int, tuple[int, int]] = {}  # entry position -> (distance, hash order)
+        # entry position -> (distance, query hash order, entry variant id)
+        best: dict[int, tuple[int, int, int]] = {}
         self._lock.acquire_read()
         try:
             pixel = self._pixel.get(kind.name)
             if pixel is None:
                 return MatchReport()
             for order, hits in enumerate(pixel.search(codes, wanted, needs)):
-                for position, distance in hits:
-                    if (distance, order) < best.get(position, (distance + 1, 0)):
-                        best[position] = (distance, order)
-            hits = [(position, distance) for position, (distance, _) in best.items()]
-            names = [chosen[order].variant for _, order in best.values()]
+                for position, distance, entry_variant in hits:
+                    if (distance, order) < best.get(position, (distance + 1, 0, 0))[:2]:
+                        best[position] = (distance, order, entry_variant)
+            hits = [(position, distance, v) for position, (distance, _, v) in best.items()]
+            names = [chosen[order].variant for _, order, _ in best.values()]
             return MatchReport(self._matches(hits, None, names))
         finally:
             self._lock.release_read()
@@ -873,7 +1006,7 @@ class Matcher:
                 if exact is None:
                     return [MatchReport() for _ in normals]
                 return [
-                    MatchReport(self._matches([(p, 0) for p in exact.search(n)], allowed))
+                    MatchReport(self._matches([(p, 0, 0) for p in exact.search(n)], allowed))
                     for n in normals
                 ]
             finally:
@@ -914,7 +1047,8 @@ class Matcher:
         list is still being cleared out) and, where given, of lists not allowed are left out.
         `variants` names the query variant of each hit (default: all the original)."""
         matches: list[Match] = []
-        for i, (position, distance) in enumerate(hits):
+        names = self._entry_variants
+        for i, (position, distance, entry_variant) in enumerate(hits):
             held = self._list_of[position]
             if held.dropped or (allowed is not None and held.id not in allowed):
                 continue
@@ -930,6 +1064,7 @@ class Matcher:
                     labels=self._labels[position],
                     source=self._sources[position],
                     variant="original" if variants is None else variants[i],
+                    entry_variant=names[entry_variant],
                 )
             )
         matches.sort(key=_rank)

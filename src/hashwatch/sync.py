@@ -341,17 +341,23 @@ def _apply_page(
     for change in changes:
         if change.kind != ChangeKind.ADD:
             continue
+        fields = (
+            change.signal_type,
+            change.value,
+            change.category,
+            change.labels,
+            change.source,
+            change.note,
+        )
         try:
-            entries.append(
-                lists.make_entry(
-                    change.signal_type,
-                    change.value,
-                    change.category,
-                    change.labels,
-                    change.source,
-                    change.note,
-                )
-            )
+            try:
+                entries.append(lists.make_entry(*fields, change.extra_hashes))
+            except InvalidInput:
+                if change.extra_hashes is None:
+                    raise
+                # Entry hashes this installation does not take (a variant a newer origin
+                # makes): the entry's own hash still matches what it matched before.
+                entries.append(lists.make_entry(*fields))
         except InvalidInput:
             # A signal type this installation lacks, or a value or category it does not take
             # (a newer origin): leave it out rather than stop the copy at this page for ever.
@@ -541,6 +547,8 @@ class _RemoteChange:
     source: str
     note: str
     reason: str | None
+    #: As the feed gives them (a list of {variant, value}); make_entry checks them.
+    extra_hashes: Any = None
 
     @classmethod
     def parse(cls, item: Any, origin: _Origin) -> _RemoteChange:
@@ -570,6 +578,7 @@ class _RemoteChange:
             source=source,
             note=note,
             reason=reason,
+            extra_hashes=item.get("extra_hashes") or None,
         )
 
 

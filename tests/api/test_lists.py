@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from tests.api.conftest import Service, random_pdq
+from tests.api.conftest import Service, flip_bits, random_pdq
 
 MD5 = "0123456789abcdef0123456789abcdef"
 
@@ -137,3 +137,58 @@ def test_grants_share_and_withdraw(service: Service) -> None:
     )
     assert withdrawn.status_code == 204
     assert service.get(f"/v1/lists/{list_id}", "platform").status_code == 404
+
+
+def test_entry_hashes_over_http(service: Service) -> None:
+    created = service.post(
+        "/v1/lists", "hotline", json={"name": "images", "entry_hashes": "crops+tilts"}
+    )
+    assert created.status_code == 201, created.text
+    list_id = created.json()["id"]
+    assert created.json()["entry_hashes"] == "crops+tilts"
+    bad_setting = service.client.patch(
+        f"/v1/lists/{list_id}", headers=service.headers("hotline"), json={"entry_hashes": "all"}
+    )
+    assert bad_setting.status_code == 422
+    patched = service.client.patch(
+        f"/v1/lists/{list_id}", headers=service.headers("hotline"), json={"entry_hashes": "none"}
+    )
+    assert patched.json()["entry_hashes"] == "none"
+    value = random_pdq()
+    crop = flip_bits(value, 90)
+    extra = [{"variant": "crop-left-5", "value": crop.upper()}]
+    bad = service.post(
+        f"/v1/lists/{list_id}/entries",
+        "hotline",
+        json={
+            "entries": [
+                {"signal_type": "pdq", "value": value, "extra_hashes": extra},
+                {
+                    "signal_type": "pdq",
+                    "value": random_pdq(),
+                    "extra_hashes": [{"variant": "crop-left-5", "value": "00"}],
+                },
+                {"signal_type": "md5", "value": MD5, "extra_hashes": extra},
+            ]
+        },
+    )
+    assert bad.status_code == 422
+    assert [d["item"] for d in bad.json()["error"]["details"]] == [1, 2]
+    ok = service.post(
+        f"/v1/lists/{list_id}/entries",
+        "hotline",
+        json={"entries": [{"signal_type": "pdq", "value": value, "extra_hashes": extra}]},
+    )
+    assert ok.status_code == 200, ok.text
+    [change] = service.get(f"/v1/lists/{list_id}/changes", "hotline").json()["changes"]
+    assert change["extra_hashes"] == [{"variant": "crop-left-5", "value": crop}]
+    jsonl = service.get(f"/v1/lists/{list_id}/export?format=jsonl", "hotline").text
+    assert json.loads(jsonl)["extra_hashes"] == [{"variant": "crop-left-5", "value": crop}]
+    csv = service.get(f"/v1/lists/{list_id}/export?format=csv", "hotline").text
+    assert csv.splitlines()[0].endswith(",extra_hashes")
+    service.refresh()
+    matched = service.post(
+        "/v1/match", "hotline", json={"hashes": [{"signal_type": "pdq", "value": crop}]}
+    )
+    [hit] = matched.json()["results"][0]["matches"]
+    assert (hit["value"], hit["distance"], hit["entry_variant"]) == (value, 0, "crop-left-5")

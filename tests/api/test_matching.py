@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 import numpy as np
+import skimage.data
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -68,6 +69,7 @@ def test_a_hash_batch_matches_with_every_explanation(service: Service) -> None:
         "labels": ["x"],
         "source": "s1",
         "variant": "original",
+        "entry_variant": "original",
     }
     assert second["matches"][0]["category"] == "B1"
     assert second["matches"][0]["distance"] == 0
@@ -272,3 +274,18 @@ def test_hashing_an_upload_can_return_its_variants(
     names = [v["variant"] for v in both["variants"]["pdq"]]
     assert names == list(DIHEDRAL[1:])  # the seven others, in their fixed order
     assert both["hashes"] == plain["hashes"]
+
+
+def test_the_service_can_hash_rotations_exactly(make_service: Any) -> None:
+    brick = np.dstack([skimage.data.brick()] * 3)
+    turned = encode(np.ascontiguousarray(np.rot90(brick, -1)), "PNG")
+    plain = make_service()
+    listed = plain.post("/v1/hash", "hotline", files={"file": ("b.png", encode(brick, "PNG"))})
+    value = listed.json()["hashes"]["pdq"]
+    plain.make_list("hotline", "walls", [{"signal_type": "pdq", "value": value}])
+    plain.refresh()
+    found = plain.post("/v1/match", "hotline", files={"file": ("t.png", turned)}).json()
+    assert found["matches"] == []  # the one-pass variant is about 40 bits off on fine texture
+    exact = make_service(exact_dihedral=True)
+    found = exact.post("/v1/match", "hotline", files={"file": ("t.png", turned)}).json()
+    assert [(m["variant"], m["distance"]) for m in found["matches"]] == [("rotate-90", 0)]

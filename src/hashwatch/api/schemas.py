@@ -19,6 +19,7 @@ __all__ = [
     "DashboardOut",
     "DecisionIn",
     "EntriesIn",
+    "EntryHashIO",
     "EntryIn",
     "GradeIn",
     "GrantIn",
@@ -96,6 +97,11 @@ class MatchRecord(BaseModel):
         description='Which hash of the query matched: "original", or a variant of an uploaded '
         'image such as "rotate-90", "flip-horizontal" or "trimmed".'
     )
+    entry_variant: str = Field(
+        default="original",
+        description='Which hash of the entry matched: "original" (its value), or one of the '
+        'entry hashes of a listed image, such as "crop-left-5" or "trimmed".',
+    )
 
 
 class ItemResult(BaseModel):
@@ -141,6 +147,13 @@ class MediaMatchOut(HashOut):
 
 
 VariantKind = Literal["dihedral", "trim"]
+EntryHashSetting = Literal["crops", "crops+tilts", "none"]
+_ENTRY_HASHES = (
+    "Which entry hashes are made for images listed here (published intake items, images added "
+    "by `hashwatch lists add-images`): crops (the default: 5% off each side, 2% and 5% off all "
+    "sides, and the image trimmed where it has a plain edge), crops+tilts (also tilts of 2 and "
+    "4 degrees each way) or none. Entries already listed keep theirs."
+)
 _VARIANTS = (
     "Which kinds of variant of an uploaded image match this list: dihedral (its rotations and "
     "flips), trim (the image with uniform borders cut off). Both when a list is created without "
@@ -159,6 +172,7 @@ class ListIn(_Strict):
     thresholds: dict[str, int] = Field(default_factory=dict, examples=[{"pdq": 31}])
     variants: list[VariantKind] | None = Field(default=None, description=_VARIANTS)
     required_grades: int = Field(default=2, ge=1, le=9, description=_REQUIRED_GRADES)
+    entry_hashes: EntryHashSetting = Field(default="crops", description=_ENTRY_HASHES)
 
 
 class ListPatch(_Strict):
@@ -166,6 +180,7 @@ class ListPatch(_Strict):
     thresholds: dict[str, int] | None = None
     variants: list[VariantKind] | None = Field(default=None, description=_VARIANTS)
     required_grades: int | None = Field(default=None, ge=1, le=9, description=_REQUIRED_GRADES)
+    entry_hashes: EntryHashSetting | None = Field(default=None, description=_ENTRY_HASHES)
 
 
 class ListOut(BaseModel):
@@ -177,6 +192,7 @@ class ListOut(BaseModel):
     thresholds: dict[str, int]
     variants: list[str]
     required_grades: int
+    entry_hashes: str
     entries: int
     revoked: int
     by_signal_type: dict[str, int]
@@ -191,6 +207,19 @@ class ListsOut(BaseModel):
     lists: list[ListOut]
 
 
+class EntryHashIO(BaseModel):
+    """One entry hash: the variant of the listed image and its PDQ hash."""
+
+    variant: str = Field(max_length=32, examples=["crop-left-5"])
+    value: str = Field(max_length=256)
+
+
+_EXTRA_HASHES = (
+    "A PDQ entry's entry hashes: PDQ hashes of variants of the listed image (crop-left-5, "
+    "crop-all-2, trimmed, tilt+2, ...), which let cropped copies match it. At most 16."
+)
+
+
 class EntryIn(_Strict):
     signal_type: str = Field(max_length=32)
     value: str = Field(max_length=256)
@@ -198,6 +227,7 @@ class EntryIn(_Strict):
     labels: list[str] | str | None = None
     source: str | None = Field(default=None, max_length=200)
     note: str | None = Field(default=None, max_length=4000)
+    extra_hashes: list[EntryHashIO] | None = Field(default=None, description=_EXTRA_HASHES)
 
 
 class EntriesIn(_Strict):
@@ -233,6 +263,7 @@ class ChangeOut(BaseModel):
     source: str
     note: str
     reason: str | None = None
+    extra_hashes: list[EntryHashIO] = Field(default_factory=list, description=_EXTRA_HASHES)
 
 
 class ChangesOut(BaseModel):

@@ -16,7 +16,7 @@ import numpy.typing as npt
 import pdqhash
 
 from hashwatch.signals.base import PixelSignalType
-from hashwatch.variants import VariantHash, query_variants
+from hashwatch.variants import EXACT, VariantHash, query_variants
 
 __all__ = ["MIN_QUALITY", "PDQ"]
 
@@ -38,7 +38,9 @@ class PDQ(PixelSignalType):
 
     @classmethod
     def hash_variants(cls, rgb: npt.NDArray[np.uint8], kinds: Collection[str]) -> list[VariantHash]:
-        return query_variants(rgb, dihedral="dihedral" in kinds, trim="trim" in kinds)
+        return query_variants(
+            rgb, dihedral="dihedral" in kinds, trim="trim" in kinds, exact=EXACT in kinds
+        )
 
 
 def bits_to_hex(bits: npt.NDArray[np.integer]) -> str:

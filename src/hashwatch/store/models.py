@@ -164,6 +164,9 @@ class HashList(Base):
     )
     #: Independent, agreeing grades an intake item needs before it is published to this list.
     required_grades: Mapped[int] = mapped_column(Integer, default=2, server_default="2")
+    #: Which entry hashes (hashwatch.entryhashes) are made when the owner lists an image itself:
+    #: "crops" (the default design), "crops+tilts" or "none".
+    entry_hashes: Mapped[str] = mapped_column(String(16), default="crops", server_default="crops")
     #: The sequence number of the list's latest change; the next change gets last_seq + 1.
     last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -205,6 +208,9 @@ class ListEntry(Base):
     labels: Mapped[list[str]] = mapped_column(JSON, default=list)
     source: Mapped[str] = mapped_column(String(200), default="")
     note: Mapped[str] = mapped_column(Text, default="")
+    #: A PDQ entry's entry hashes (hashwatch.entryhashes): [{"variant": "crop-left-5", "value":
+    #: "<64 hex>"}, ...]; NULL for none, as on most lists (stored as SQL NULL, not JSON null).
+    extra_hashes: Mapped[list[dict[str, str]] | None] = mapped_column(JSON(none_as_null=True))
     added_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     added_seq: Mapped[int] = mapped_column(BigInteger)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

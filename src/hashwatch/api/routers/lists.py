@@ -68,6 +68,7 @@ def create(request: Request, who: Writer, body: ListIn) -> dict[str, Any]:
             thresholds=_thresholds(body.thresholds),
             variants=body.variants,
             required_grades=body.required_grades,
+            entry_hashes=body.entry_hashes,
         )
         out = _describe(session, hash_list, sharing.OWNER)
     state.forget_access()
@@ -83,7 +84,8 @@ def show(request: Request, who: Reader, list_id: ListId) -> dict[str, Any]:
 
 @router.patch(
     "/{list_id}",
-    summary="Change a list's description, thresholds, variant kinds or required grades",
+    summary="Change a list's description, thresholds, variant kinds, required grades or entry "
+    "hashes",
     response_model=ListOut,
 )
 def update(request: Request, who: Writer, list_id: ListId, body: ListPatch) -> dict[str, Any]:
@@ -98,6 +100,7 @@ def update(request: Request, who: Writer, list_id: ListId, body: ListPatch) -> d
             thresholds,
             body.variants,
             required_grades=body.required_grades,
+            entry_hashes=body.entry_hashes,
         )
         return _describe(session, hash_list, sharing.OWNER)
 
@@ -137,6 +140,9 @@ def add_entries(request: Request, who: Writer, list_id: ListId, body: EntriesIn)
                     entry.labels,
                     entry.source,
                     entry.note,
+                    None
+                    if entry.extra_hashes is None
+                    else [extra.model_dump() for extra in entry.extra_hashes],
                 )
             )
         except InvalidInput as exc:
@@ -220,6 +226,7 @@ def export(
     with state.store.session() as session:
         hash_list, _ = sharing.visible_list(session, who.organisation_id, list_id, "read")
         name = hash_list.name
+        with_extra = lists.has_extra_hashes(session, [hash_list])
 
     def pieces() -> Iterator[str]:
         with state.store.session() as session:
@@ -230,12 +237,14 @@ def export(
             first = True
             while chunk := list(islice(entries, 5000)):
                 buffer = io.StringIO()
-                listfiles.write_entries(buffer, chunk, format, header=first)
+                listfiles.write_entries(
+                    buffer, chunk, format, header=first, extra_hashes=with_extra
+                )
                 first = False
                 yield buffer.getvalue()
             if first and format == "csv":  # an empty list still gets its header
                 buffer = io.StringIO()
-                listfiles.write_entries(buffer, [], format)
+                listfiles.write_entries(buffer, [], format, extra_hashes=with_extra)
                 yield buffer.getvalue()
 
     safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in name)[:100] or "list"

@@ -27,6 +27,7 @@ from hashwatch.media import check_byte_count
 from hashwatch.review import ContentRef
 from hashwatch.signals import get_signal_type
 from hashwatch.store.models import VARIANT_KINDS, Organisation, utcnow
+from hashwatch.variants import EXACT
 
 router = APIRouter(prefix="/v1", tags=["matching"])
 
@@ -348,6 +349,8 @@ def _form_content(form: Any) -> ContentIn | None:
 
 
 def _hash(data: bytes, state: ServiceState, kinds: tuple[str, ...] = ()) -> MediaHashes:
+    if state.settings.exact_dihedral and "dihedral" in kinds:
+        kinds = (*kinds, EXACT)
     media = hash_bytes(data, state.settings.media_limits(), variants=kinds)
     if media.failure is not None and not media.hashes:
         raise media.failure  # nothing could be hashed: say why (empty, too large)
@@ -387,6 +390,7 @@ def _logged(item: int, query: str | None, matches: Collection[Match]) -> list[di
             "signal_type": m.signal_type,
             "distance": m.distance,
             "variant": m.variant,
+            "entry_variant": m.entry_variant,
             "query": query,
         }
         for m in matches
