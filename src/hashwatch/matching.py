@@ -52,6 +52,7 @@ from sqlalchemy.orm import Session
 from hashwatch.errors import InvalidHash, InvalidInput, ListNotFound, UnknownSignalType
 from hashwatch.hashing import MediaHashes
 from hashwatch.index import ExactIndex, HammingIndex
+from hashwatch.index.hamming import concat_ranges
 from hashwatch.lists import Change, changes, thresholds_for, variants_for
 from hashwatch.signals import PixelSignalType, SignalType, all_signal_types, get_signal_type
 from hashwatch.signals.pdq import MIN_QUALITY
@@ -292,7 +293,7 @@ class _PixelIndex:
         each: its own and its entry hashes."""
         held = self._positions[: self._count]
         first = np.searchsorted(held, positions, side="left")
-        ids = _ranges(first, np.searchsorted(held, positions, side="right") - first)
+        ids = concat_ranges(first, np.searchsorted(held, positions, side="right") - first)
         self.index.remove(ids)
         self._thresholds[ids] = -1
         self._widen()
@@ -372,15 +373,6 @@ class _PixelIndex:
             return [hits]
         bounds = np.searchsorted(owner, np.arange(len(found) + 1)).tolist()
         return [hits[a:b] for a, b in pairwise(bounds)]
-
-
-def _ranges(starts: IdArray, lengths: IdArray) -> IdArray:
-    """Concatenate the ranges [start, start + length) without a Python loop."""
-    total = int(lengths.sum())
-    if total == 0:
-        return np.zeros(0, dtype=np.int64)
-    ends = np.cumsum(lengths)
-    return np.arange(total, dtype=np.int64) - np.repeat(ends - lengths - starts, lengths)
 
 
 def _gather_extras(

@@ -44,7 +44,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["HammingIndex"]
+__all__ = ["HammingIndex", "concat_ranges"]
 
 CODE_BYTES = 32
 BITS = CODE_BYTES * 8
@@ -448,7 +448,7 @@ class HammingIndex:
             slots = (keys[probes.table] ^ probes.mask) + probes.base
             _, starts, lengths = self._buckets(slots)
             if int(lengths.sum()) * _CANDIDATE_COST <= len(self._first_id):
-                candidates = self._perm[_expand(starts, lengths)].astype(np.int64)
+                candidates = self._perm[concat_ranges(starts, lengths)].astype(np.int64)
                 rows, distances = _verify(
                     self._words, candidates, words[:, None], _ONE_QUERY, max_distance
                 )
@@ -517,7 +517,7 @@ class HammingIndex:
             probed = ~to_scan[owner]
             starts, lengths = starts[probed], lengths[probed]
         probing = np.flatnonzero(~to_scan)
-        candidates = self._perm[_expand(starts, lengths)].astype(np.int64)
+        candidates = self._perm[concat_ranges(starts, lengths)].astype(np.int64)
         counts = per_query[probing]
         keep, distances = _verify_positions(
             self._words, candidates, query_words[:, probing], counts, max_distance
@@ -656,7 +656,7 @@ class HammingIndex:
         """Positions in _dup_id of the further ids of these codes, and how many each code has."""
         low = np.searchsorted(self._dup_code, codes, side="left")
         counts = np.searchsorted(self._dup_code, codes, side="right") - low
-        return _expand(low, counts), counts
+        return concat_ranges(low, counts), counts
 
     def _probe_exact(
         self, code_bytes: npt.NDArray[np.uint8]
@@ -787,7 +787,7 @@ def _scan(
     return np.concatenate(rows).astype(np.int64), np.concatenate(distances)
 
 
-def _expand(starts: IdArray, lengths: IdArray) -> IdArray:
+def concat_ranges(starts: IdArray, lengths: IdArray) -> IdArray:
     """Concatenate the ranges [start, start + length) without a Python loop."""
     total = int(lengths.sum())
     if total == 0:
