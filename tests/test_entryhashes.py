@@ -147,6 +147,10 @@ def test_a_list_makes_the_entry_hashes_its_setting_asks_for() -> None:
     assert {h.variant for h in entryhashes.compute(rgb, "crops")} == CROPS
     with_tilts = {h.variant for h in entryhashes.compute(rgb, "crops+tilts")}
     assert with_tilts == CROPS | {"tilt+2", "tilt-2", "tilt+4", "tilt-4"}
+    wide = {h.variant for h in entryhashes.compute(rgb, "wide")}
+    tens = {f"crop-{side}-10" for side in ("left", "right", "top", "bottom", "all")}
+    assert wide == with_tilts | tens
+    assert len(wide) <= entryhashes.MAX_EXTRA_HASHES
     assert entryhashes.compute(rgb, "none") == ()
     with pytest.raises(InvalidInput, match="entry hashes must be one of"):
         entryhashes.parse_setting("everything")

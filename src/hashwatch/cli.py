@@ -489,7 +489,7 @@ def lists_create(
         typer.Option(
             "--entry-hashes",
             help="Extra hashes made for each image listed here (published intake items, "
-            "lists add-images), so cropped copies match: crops, crops+tilts or none.",
+            "lists add-images), so cropped copies match: crops, crops+tilts, wide or none.",
         ),
     ] = entryhashes.DEFAULT_SETTING,
     db: Db = None,
@@ -539,8 +539,8 @@ def lists_update(
         str | None,
         typer.Option(
             "--entry-hashes",
-            help="Extra hashes made for images listed from now on: crops, crops+tilts or none "
-            "(entries already listed keep theirs).",
+            help="Extra hashes made for images listed from now on: crops, crops+tilts, wide or "
+            "none (entries already listed keep theirs).",
         ),
     ] = None,
     db: Db = None,

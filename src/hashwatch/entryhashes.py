@@ -6,7 +6,7 @@ product's side of them:
 
 - which ones a list makes, its `entry_hashes` setting: "crops" (the default: the design of
   variants.ENTRY_CROPS, and the image trimmed where it has a plain edge), "crops+tilts" (also
-  four tilts, TILTS) or "none";
+  four tilts, TILTS), "wide" (the tilts, and 10% crops too, WIDE_CROPS) or "none";
 - how they are checked wherever they enter a list (an import file, the API, a sync from another
   server): a known variant name, 64 hex digits, at most MAX_EXTRA_HASHES per entry, PDQ only;
 - how a CSV cell writes them (`crop-left-5:<hex>;crop-all-2:<hex>`); JSON writes a list of
@@ -38,6 +38,7 @@ __all__ = [
     "MAX_EXTRA_HASHES",
     "SETTINGS",
     "TILTS",
+    "WIDE_CROPS",
     "EntryHash",
     "compute",
     "format_cell",
@@ -48,7 +49,7 @@ __all__ = [
 ]
 
 #: The choices of a list's `entry_hashes` setting.
-SETTINGS = ("crops", "crops+tilts", "none")
+SETTINGS = ("crops", "crops+tilts", "wide", "none")
 DEFAULT_SETTING = "crops"
 #: The tilts of "crops+tilts", in degrees counter-clockwise: about 98% of tilts of 1-5 degrees
 #: found, against 12% for plain PDQ (hashwatch.variants.ENTRY_TILTS).
@@ -56,6 +57,15 @@ TILTS = (2.0, -2.0, 4.0, -4.0)
 #: The most entry hashes one entry may carry: "crops+tilts" makes at most 11; room for a
 #: design with 10% crops, not for a list that would multiply its false matches without bound.
 MAX_EXTRA_HASHES = 16
+#: The crops of "wide": 5% and 10% off each side, 2%, 5% and 10% off all sides. With TILTS and
+#: the trimmed image, the design docs/detection-quality.md measures at 95.6% over all its edits
+#: (against 88.2% for "crops"), with no false match, for 15 extra hashes per entry.
+WIDE_CROPS: tuple[tuple[str, int], ...] = (
+    *((side, percent) for percent in (5, 10) for side in ("left", "right", "top", "bottom")),
+    ("all", 2),
+    ("all", 5),
+    ("all", 10),
+)
 
 # The names entry_variants gives: "trimmed", "crop-<side>-<percent>", "tilt<+/-degrees>".
 _VARIANT = re.compile(
@@ -162,6 +172,7 @@ def compute(rgb: npt.NDArray[np.uint8], setting: str) -> tuple[EntryHash, ...]:
     hashes too."""
     if setting == "none":
         return ()
-    tilts = TILTS if setting == "crops+tilts" else ()
-    made = entry_variants(rgb, crops=ENTRY_CROPS, tilts=tilts, trim=True)
+    tilts = TILTS if setting in ("crops+tilts", "wide") else ()
+    crops = WIDE_CROPS if setting == "wide" else ENTRY_CROPS
+    made = entry_variants(rgb, crops=crops, tilts=tilts, trim=True)
     return tuple(EntryHash(v.variant, v.value) for v in made if v.quality >= MIN_QUALITY)

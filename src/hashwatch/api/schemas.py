@@ -147,12 +147,13 @@ class MediaMatchOut(HashOut):
 
 
 VariantKind = Literal["dihedral", "trim"]
-EntryHashSetting = Literal["crops", "crops+tilts", "none"]
+EntryHashSetting = Literal["crops", "crops+tilts", "wide", "none"]
 _ENTRY_HASHES = (
     "Which entry hashes are made for images listed here (published intake items, images added "
     "by `hashwatch lists add-images`): crops (the default: 5% off each side, 2% and 5% off all "
     "sides, and the image trimmed where it has a plain edge), crops+tilts (also tilts of 2 and "
-    "4 degrees each way) or none. Entries already listed keep theirs."
+    "4 degrees each way), wide (those tilts, and 10% crops too: 15 hashes per entry) or none. "
+    "Entries already listed keep theirs."
 )
 _VARIANTS = (
     "Which kinds of variant of an uploaded image match this list: dihedral (its rotations and "

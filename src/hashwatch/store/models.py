@@ -165,7 +165,7 @@ class HashList(Base):
     #: Independent, agreeing grades an intake item needs before it is published to this list.
     required_grades: Mapped[int] = mapped_column(Integer, default=2, server_default="2")
     #: Which entry hashes (hashwatch.entryhashes) are made when the owner lists an image itself:
-    #: "crops" (the default design), "crops+tilts" or "none".
+    #: "crops" (the default design), "crops+tilts", "wide" or "none".
     entry_hashes: Mapped[str] = mapped_column(String(16), default="crops", server_default="crops")
     #: The sequence number of the list's latest change; the next change gets last_seq + 1.
     last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
