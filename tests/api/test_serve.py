@@ -96,6 +96,7 @@ def test_workers_serve_one_port_are_replaced_and_stop_together(tmp_path: Path) -
             server.wait()
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="workers on SO_REUSEPORT sockets: Linux only")
 def test_a_port_in_use_fails_at_once(tmp_path: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
