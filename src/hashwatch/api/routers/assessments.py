@@ -14,10 +14,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, UploadFile
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile as StarletteUpload
 
 from hashwatch import assessment, people
 from hashwatch.api.auth import get_state, require
+from hashwatch.api.media import read_upload
 from hashwatch.api.schemas import (
     MAX_ID,
     DashboardOut,
@@ -30,7 +30,6 @@ from hashwatch.api.schemas import (
 )
 from hashwatch.api.state import Principal, ServiceState
 from hashwatch.errors import Forbidden, ListNotFound
-from hashwatch.media import check_byte_count
 from hashwatch.store.models import HashList, IntakeItem, ItemState, Organisation, User
 
 router = APIRouter(tags=["assessments"])
@@ -68,7 +67,7 @@ async def intake(
     ] = "",
 ) -> dict[str, Any]:
     state = get_state(request)
-    data = await _read_upload(file, state)
+    data = await read_upload(file, state.settings.media_limits())
     return await run_in_threadpool(_intake, state, who, list_id, data, source)
 
 
@@ -271,14 +270,3 @@ def _grades_json(session: Session, item: IntakeItem) -> list[dict[str, Any]]:
 
 def _users(session: Session, ids: set[int]) -> list[User]:
     return [user for user_id in sorted(ids) if (user := session.get(User, user_id)) is not None]
-
-
-async def _read_upload(upload: StarletteUpload, state: ServiceState) -> bytes:
-    """The upload's bytes, in memory only, within the byte limit (as routers/matching.py)."""
-    limits = state.settings.media_limits()
-    if upload.size is not None:
-        check_byte_count(upload.size, limits)
-    data = await upload.read(limits.max_bytes + 1)
-    await upload.close()
-    check_byte_count(len(data), limits)
-    return data

@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 
 from hashwatch import assessment, errors, lists, people, reports, review
 from hashwatch.api.auth import get_state
+from hashwatch.api.media import image_response
 from hashwatch.api.schemas import MAX_ID
 from hashwatch.api.state import retry_after as retry_after_header
 from hashwatch.matching import Matcher
@@ -621,21 +622,7 @@ def media(request: Request, item_id: ItemId) -> Response:
         if item.state not in WAITING or item.media_name is None:
             raise errors.ItemNotFound(f"intake item {item_id} has no image to show")
         name, media_type = item.media_name, item.media_type
-    return _image_response(_vault(request).get(name), media_type)
-
-
-def _image_response(data: bytes, media_type: str) -> Response:
-    # Only image types are ever served as themselves; nosniff stops a browser guessing.
-    kind = media_type if media_type.startswith("image/") else "application/octet-stream"
-    return Response(
-        content=data,
-        media_type=kind,
-        headers={
-            "Cache-Control": "no-store",
-            "X-Content-Type-Options": "nosniff",
-            "Content-Disposition": "inline",
-        },
-    )
+    return image_response(_vault(request).get(name), media_type)
 
 
 # --- intake --------------------------------------------------------------------------------
@@ -756,15 +743,19 @@ def published(
 ) -> Response:
     with _visit(request) as visit:
         rows = []
-        for item in assessment.published_items(visit.db, visit.user, limit=100):
+        items = assessment.published_items(visit.db, visit.user, limit=100)
+        # Every shown entry's disputes in one query, not one per item.
+        counted = visit.db.execute(
+            select(EntryDispute.entry_id, func.count())
+            .where(EntryDispute.entry_id.in_([i for item in items for i in item.entry_ids]))
+            .group_by(EntryDispute.entry_id)
+        )
+        disputes = {entry_id: count for entry_id, count in counted}
+        for item in items:
             entries = assessment.item_entries(visit.db, item)
             gone = sum(1 for entry in entries if entry.revoked_seq is not None)
-            disputed = visit.db.scalar(
-                select(func.count(EntryDispute.id)).where(
-                    EntryDispute.entry_id.in_([entry.id for entry in entries])
-                )
-            )
-            rows.append(PublishedRow(item, len(entries) - gone, gone, disputed or 0))
+            disputed = sum(disputes.get(entry.id, 0) for entry in entries)
+            rows.append(PublishedRow(item, len(entries) - gone, gone, disputed))
         return _render(
             request,
             "published.html",
@@ -977,7 +968,7 @@ def review_media(request: Request, job_id: JobId, event_id: EventId) -> Response
         if job.state != JobState.OPEN:
             raise errors.NotFound(f"job {job_id} is decided: its evidence is not shown here")
         name, media_type = review.view_evidence(visit.db, job, event_id, visit.actor)
-    return _image_response(_vault(request).get(name), media_type)
+    return image_response(_vault(request).get(name), media_type)
 
 
 @router.get("/reviews/{job_id}/report.xml")

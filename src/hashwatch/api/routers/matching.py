@@ -16,6 +16,7 @@ from starlette.datastructures import UploadFile as StarletteUpload
 from hashwatch import review
 from hashwatch.api.auth import get_state, require
 from hashwatch.api.errors import ApiError
+from hashwatch.api.media import read_upload
 from hashwatch.api.schemas import MAX_ID, ContentIn, HashOut, MatchIn, MatchOut, MediaMatchOut
 from hashwatch.api.state import Principal, ServiceState
 from hashwatch.assessment import mime_type
@@ -23,7 +24,6 @@ from hashwatch.errors import ImportRejected, InvalidInput, LineError
 from hashwatch.hashing import MediaHashes, hash_bytes
 from hashwatch.lists import parse_variants
 from hashwatch.matching import Match, Matcher, MatchReport
-from hashwatch.media import check_byte_count
 from hashwatch.review import ContentRef
 from hashwatch.signals import get_signal_type
 from hashwatch.store.models import VARIANT_KINDS, Organisation, utcnow
@@ -69,7 +69,7 @@ async def hash_media(
 ) -> dict[str, Any]:
     state = get_state(request)
     kinds = _parse_variants(variants, ())
-    data = await _read_upload(file, state)
+    data = await read_upload(file, state.settings.media_limits())
     media = await run_in_threadpool(_hash, data, state, kinds)
     return _media_json(media, len(data))
 
@@ -106,7 +106,7 @@ async def match(request: Request, who: Matching) -> Response:
                 variants_field if isinstance(variants_field, str) else None, VARIANT_KINDS
             )
             content = _form_content(form)
-            data = await _read_upload(upload, state)
+            data = await read_upload(upload, state.settings.media_limits())
         return await run_in_threadpool(
             _in_turn, state, _match_media, state, who, data, wanted, kinds, content
         )
@@ -410,17 +410,6 @@ def _record(
     if unmatched:
         detail["unmatched"] = unmatched
     state.match_log.record(who, at, detail)
-
-
-async def _read_upload(upload: StarletteUpload, state: ServiceState) -> bytes:
-    """The upload's bytes, in memory only (see create_app on spooling), within the byte limit."""
-    limits = state.settings.media_limits()
-    if upload.size is not None:
-        check_byte_count(upload.size, limits)
-    data = await upload.read(limits.max_bytes + 1)
-    await upload.close()
-    check_byte_count(len(data), limits)
-    return data
 
 
 def _parse_list_ids(text: str | None) -> list[int] | None:

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from hashwatch import review, sharing
 from hashwatch.api.auth import get_state, require
+from hashwatch.api.media import image_response
 from hashwatch.api.schemas import MAX_ID
 from hashwatch.api.state import Principal
 from hashwatch.store.models import MatchEvent, Organisation, ReviewJob
@@ -175,18 +176,7 @@ def media(request: Request, who: Reviewer, job_id: JobId, event_id: EventId) -> 
     with state.store.session() as session:
         job = review.get_job(session, who.organisation_id, job_id)
         name, media_type = review.view_evidence(session, job, event_id, who.actor)
-    data = state.media_store().get(name)
-    # Only image types are served as themselves; nosniff stops a browser guessing.
-    kind = media_type if media_type.startswith("image/") else "application/octet-stream"
-    return Response(
-        content=data,
-        media_type=kind,
-        headers={
-            "Cache-Control": "no-store",
-            "X-Content-Type-Options": "nosniff",
-            "Content-Disposition": "attachment",
-        },
-    )
+    return image_response(state.media_store().get(name), media_type, "attachment")
 
 
 @router.get("/v1/lists/{list_id}/disputes", summary="Your list's entries platforms disputed")
