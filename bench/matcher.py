@@ -3,9 +3,10 @@
 What `hashwatch match` (and the service) pays: building the in-memory indexes from the store's
 active entries, then PDQ and MD5 lookups through the Matcher (thresholds, explanations), one at a
 time and in batches. Then the same list again with entry hashes (hashwatch.entryhashes): each
-PDQ entry carries --entry-hashes extra codes, its own code with 20-70 random bits flipped, as
-measured crops of real images land; they are imported through the CSV column a list's export
-writes, so loading reads them as a list that made them does. Figures go to docs/benchmarks.md.
+PDQ entry carries --entry-hashes extra codes (the default design's ten), its own code with 20-70
+random bits flipped, as measured crops of real images land (tone edits land nearer); they are
+imported through the CSV column a list's export writes, so loading reads them as a list that
+made them does. Figures go to docs/benchmarks.md.
 
     python bench/matcher.py                  # a 1M-row list in a SQLite file
     python bench/matcher.py --rows 100000 --entry-hashes 0
@@ -30,16 +31,15 @@ from hashwatch.matching import Matcher
 from hashwatch.organisations import get_or_create_organisation
 from hashwatch.store import open_store
 from hashwatch.tuning import tune_allocator
-from hashwatch.variants import ENTRY_CROPS
+from hashwatch.variants import ENTRY_CROPS, ENTRY_TONES
 
 
 def write_csv_with_entry_hashes(path: Path, rows: int, extra: int) -> None:
     """write_csv's list, its PDQ rows each with `extra` entry hashes near their own value."""
     rng = np.random.default_rng(0)
     values = rng.integers(0, 256, size=(rows, 32), dtype=np.uint8)
-    names = [f"crop-{side}-{p}" for side, p in ENTRY_CROPS] + [
-        f"crop-all-{p}" for p in range(6, 6 + max(0, extra - len(ENTRY_CROPS)))
-    ]
+    made = [f"crop-{side}-{p}" for side, p in ENTRY_CROPS] + list(ENTRY_TONES)
+    names = made + [f"crop-all-{p}" for p in range(11, 11 + max(0, extra - len(made)))]
     flips = np.random.default_rng(1)
     with path.open("w") as handle:
         handle.write("signal_type,value,category,labels,source,note,extra_hashes\n")
@@ -114,7 +114,7 @@ def main() -> None:
     parser.add_argument(
         "--entry-hashes",
         type=int,
-        default=len(ENTRY_CROPS),
+        default=len(ENTRY_CROPS) + len(ENTRY_TONES),
         help="entry hashes per PDQ entry in the second list (0: plain list only)",
     )
     args = parser.parse_args()

@@ -10,9 +10,10 @@ Without FOLDER, scikit-image's sample photographs (colour and grey, those shippe
 --generated synthetic images (hashwatch.samples.generate_image) are written to a temporary folder
 and used. Every file becomes one list entry: decoded as production decodes uploads
 (hashwatch.media.decode_rgb with the default MediaLimits) and hashed with plain PDQ, plus the
-candidate crop hashes of hashwatch.variants.entry_variants. Every image is then edited by every
-transform of bench/transforms.py, encoded (JPEG quality 95, the transform's own JPEG quality, or
-PNG), decoded the same way and hashed with hashwatch.variants.query_variants. Each query is
+candidate crop, tilt and tone hashes of hashwatch.variants.entry_variants. Every image is then
+edited by every transform of bench/transforms.py, encoded (JPEG quality 95, the transform's own
+JPEG quality, or PNG), decoded the same way and hashed with hashwatch.variants.query_variants
+(one-call and exact dihedral variants). Each query is
 compared with every entry's every hash, so one run gives recall for each combination of query
 variants and entry hashes, false matches between distinct images, and the full distance
 distribution of distinct pairs, from which the false-match rate of large lists is estimated.
@@ -47,6 +48,7 @@ from scipy.stats import binom
 from transforms import TARGETS, TRANSFORMS, Transform
 
 from hashwatch import entryhashes
+from hashwatch.dihedral import dihedral_bits
 from hashwatch.errors import MediaError
 from hashwatch.hashing import iter_media_paths
 from hashwatch.index import HammingIndex
@@ -58,6 +60,7 @@ from hashwatch.variants import (
     DIHEDRAL,
     ENTRY_CROPS,
     ENTRY_TILTS,
+    ENTRY_TONES,
     entry_variants,
     query_variants,
     trim_borders,
@@ -95,8 +98,8 @@ PHOTOS = (
     "text",
 )
 
-#: Query hashes measured: one compute_dihedral call's variants, then the exact ones (four calls;
-#: their "original" and "trimmed" equal the one-call ones).
+#: Query hashes measured: one compute_dihedral call's variants, then the exact ones
+#: (hashwatch.dihedral; their "original" and "trimmed" equal the one-call ones).
 FAST = (*DIHEDRAL, "trimmed", *(f"trimmed+{name}" for name in DIHEDRAL[1:]))
 EXACT = tuple(f"exact:{name}" for name in FAST)
 QUERY_NAMES = (*FAST, *EXACT)
@@ -108,11 +111,13 @@ QUERY_DEFAULT = EXACT if EXACT_DEFAULT else FAST
 SIDES = ("left", "right", "top", "bottom")
 ALL_CROPS = tuple((side, p) for p in (2, 3, 5, 7, 10) for side in (*SIDES, "all"))
 ALL_TILTS = (1.5, -1.5, 2, -2, 3, -3, 4, -4, 4.5, -4.5)
+ALL_TONES = ("brightness+30", "brightness+40", "gamma0.6", "gamma1.6", "saturation+50")
 ENTRY_NAMES = (
     "original",
     "trimmed",
     *(f"crop-{side}-{p}" for side, p in ALL_CROPS),
     *(f"tilt{d:+g}" for d in ALL_TILTS),
+    *ALL_TONES,
 )
 
 
@@ -133,20 +138,21 @@ def tilts(*degrees: float) -> tuple[str, ...]:
     return tuple(f"tilt{sign * d:+g}" for d in degrees for sign in (1, -1))
 
 
-#: The entry hashes a list stores by default (hashwatch.entryhashes, "crops": entry_variants'
-#: defaults), after the entry's own.
+#: The entry hashes a list stores by default (hashwatch.entryhashes, "crops+tones":
+#: entry_variants' defaults), after the entry's own.
 DEFAULT_ENTRY = (
     "original",
     "trimmed",
     *(f"crop-{side}-{p}" for side, p in ENTRY_CROPS),
     *(f"tilt{d:+g}" for d in ENTRY_TILTS),
+    *ENTRY_TONES,
 )
 ONE_CALL = "one call" if EXACT_DEFAULT else "one call, the default"
-FOUR_CALLS = "four calls, the default" if EXACT_DEFAULT else "four calls"
+EXACTLY = "exact, the default" if EXACT_DEFAULT else "exact"
 COLUMNS = (
     Config("plain PDQ", ("original",), ("original",)),
     Config(f"+ dihedral ({ONE_CALL})", DIHEDRAL, ("original",)),
-    Config(f"+ exact dihedral ({FOUR_CALLS})", EXACT[:8], ("original",)),
+    Config(f"+ dihedral ({EXACTLY})", EXACT[:8], ("original",)),
     Config("+ dihedral + trim", QUERY_DEFAULT, ("original",)),
     Config("+ dihedral + trim + entry hashes (defaults)", QUERY_DEFAULT, DEFAULT_ENTRY),
     Config(
@@ -164,6 +170,7 @@ def design(name: str, *entry: str) -> Config:
 
 #: Entry hash designs compared, all with the default query variants.
 T = "trimmed"
+CROPS = (T, *crops(5), *crops(2, sides=["all"]))  # the crops of the default, "crops"
 DESIGNS = (
     design("none"),
     design("trimmed", T),
@@ -195,13 +202,24 @@ DESIGNS = (
         *crops(2, sides=["all"]),
         *tilts(2, 4),
     ),
+    design("crops, brightness+30", *CROPS, "brightness+30"),
+    design("crops, brightness+30, gamma1.6", *CROPS, "brightness+30", "gamma1.6"),
+    design(
+        "crops, brightness+30, gamma1.6, saturation+50",
+        *CROPS,
+        "brightness+30",
+        "gamma1.6",
+        "saturation+50",
+    ),
+    design("crops, 4 tones", *CROPS, *ENTRY_TONES),
+    design("crops, 4 tones, brightness+40", *CROPS, *ENTRY_TONES, "brightness+40"),
 )
-#: The strongest settings an operator can choose today: exact dihedral hashes (--exact-dihedral)
-#: and the entry hash setting "wide" (hashwatch.entryhashes.WIDE_CROPS and TILTS).
+#: The strongest setting an operator can choose today: the entry hash setting "wide"
+#: (hashwatch.entryhashes.WIDE_CROPS, TILTS and the tones), with the default query variants.
 STRONGEST = Config(
-    "opt-ins: exact dihedral, wide entry hashes",
-    EXACT,
-    ("original", T, *crops(5, 10), *crops(2, sides=["all"]), *tilts(2, 4)),
+    "opt-in: wide entry hashes",
+    QUERY_DEFAULT,
+    ("original", T, *crops(5, 10), *crops(2, sides=["all"]), *tilts(2, 4), *ENTRY_TONES),
 )
 CONFIGS = (*COLUMNS, *DESIGNS, STRONGEST)
 COUNT_AT = (THRESHOLD, 40, 50)
@@ -276,7 +294,7 @@ def entry_hashes(sources: list[Source]) -> Entries:
         rgb = decode_rgb(source.data, LIMITS)
         value, quality[i] = PDQ.hash_pixels(rgb)
         found = {"original": value}
-        extra = entry_variants(rgb, crops=ALL_CROPS, tilts=ALL_TILTS, trim=True)
+        extra = entry_variants(rgb, crops=ALL_CROPS, tilts=ALL_TILTS, tones=ALL_TONES, trim=True)
         found.update((v.variant, v.value) for v in extra if v.quality >= MIN_QUALITY)
         stored = {h.variant: h.value for h in entryhashes.compute(rgb, entryhashes.DEFAULT_SETTING)}
         assert stored == {n: found[n] for n in DEFAULT_ENTRY[1:] if n in found}, source.name
@@ -500,13 +518,25 @@ def hashing_cost(sources: list[Source]) -> list[tuple[str, float]]:
         framed[77:-77, 102:-102] = rgb
         bordered.append(framed)
     jpegs = [encode(Image.fromarray(rgb), "JPEG", quality=95) for rgb in plain]
-    entry_count = len(ENTRY_CROPS) + len(ENTRY_TILTS)
+    entry_count = len(ENTRY_CROPS) + len(ENTRY_TILTS) + len(ENTRY_TONES)
+    # Copies dark enough to fall under the quality floor, so measured again on their full range.
+    dark = [np.round(rgb * 0.3).astype(np.uint8) for rgb in plain]
+    dark = [rgb for rgb in dark if pdqhash.compute(rgb)[1] < MIN_QUALITY] or dark
     return [
         ("decode a 1024 x 768 JPEG (for scale)", median_ms(lambda b: decode_rgb(b, LIMITS), jpegs)),
-        ("plain PDQ (pdqhash.compute)", median_ms(PDQ.hash_pixels, plain)),
+        ("plain PDQ (pdqhash.compute)", median_ms(pdqhash.compute, plain)),
+        ("PDQ.hash_pixels (quality over the floor: one pass)", median_ms(PDQ.hash_pixels, plain)),
+        (
+            "PDQ.hash_pixels, a copy darkened under the floor (two passes)",
+            median_ms(PDQ.hash_pixels, dark),
+        ),
         (
             "8 dihedral hashes (pdqhash.compute_dihedral)",
             median_ms(pdqhash.compute_dihedral, plain),
+        ),
+        (
+            "8 exact dihedral hashes (hashwatch.dihedral.dihedral_bits)",
+            median_ms(dihedral_bits, plain),
         ),
         ("trim_borders, no border (the common case)", median_ms(trim_borders, plain)),
         ("trim_borders, 10% border", median_ms(trim_borders, bordered)),
@@ -644,19 +674,21 @@ of any hash of its own entry.
 The columns add, left to right:
 
 - **+ dihedral (one call)**: the seven rotated and mirrored variants of the query, from one
-  `pdqhash.compute_dihedral` call (`query_variants`, the default `exact=False`);
-- **+ exact dihedral (four calls)**: the same eight hashes computed exactly (`exact=True`):
-  one call derives them from a 64 x 64 reduction of the image that does not commute with
-  mirroring, so its variants are 5-20 bits off on photographs and far more on fine texture;
+  `pdqhash.compute_dihedral` call (`query_variants(exact=False)`, what other PDQ users do): it
+  derives them from a 64 x 64 reduction of the image that does not commute with mirroring, so
+  its variants are 5-20 bits off on photographs and far more on fine texture;
+- **+ dihedral (exact)**: the same eight hashes, each that of the turned or mirrored pixels
+  (`hashwatch.dihedral`, the default `exact=True`);
 - **+ dihedral + trim**: where `trim_borders` finds a solid border, letterbox or screenshot
   frame, the trimmed query and its seven variants too (`trim=True`, the default);
 - **+ entry hashes (defaults)**: each listed image also carries the entry hashes a list stores
-  for it by default (`hashwatch.entryhashes.compute`, setting `crops`, the same hashes a
-  published intake item or `hashwatch lists add-images` stores): crops of itself, and its own
-  trimmed hash where it has a plain edge, each of quality 50 or more. A query cannot restore the
-  pixels a crop removed; the list's copy can remove them too. Lists received as hashes only (no
-  images) cannot have these;
-- **defaults, but** the other dihedral mode: the same with exact dihedral variants.
+  for it by default (`hashwatch.entryhashes.compute`, setting `crops+tones`, the same hashes a
+  published intake item or `hashwatch lists add-images` stores): crops of itself, its own
+  trimmed hash where it has a plain edge, and four tone edits of itself (brighter with clipped
+  highlights, gamma 0.6 and 1.6, more saturated), each of quality 50 or more. A query cannot
+  restore the pixels a crop removed or an edit clipped; the list's copy can remove or clip them
+  too. Lists received as hashes only (no images) cannot have these;
+- **defaults, but one-call dihedral**: the defaults with the one-call variants instead.
 
 Every query is compared with every other image's every hash, so each extra hash on either side
 is counted where it could cause a false match: "false matches" are (query, unrelated entry)
@@ -668,8 +700,13 @@ The transforms and `trim_borders` were written by the same hand, so the border a
 rows measure the frames drawn in `bench/transforms.py` (solid bars; a phone's photo viewer; a
 desktop viewer window), not every frame seen in the wild: a screenshot with a caption or a
 toolbar between the frame and the picture is not trimmed. The crop hashes sit on the 5% grid
-the issue's crop rows test; crops between grid points are reported apart ("Between the grid
-points"). Tilts are drawn at random angles within each row's range, for the same reason.
+the issue's crop rows test, and the tone hashes on the strengths of its colour rows; crops
+between grid points and tone edits at other strengths are reported apart ("Off the grid").
+Tilts are drawn at random angles within each row's range, for the same reason.
+
+Quality is the product's (`hashwatch.variants.pdq_hash`): PDQ's own, measured again on the
+image stretched to its full tonal range where it falls under 50, so a darkened copy is not
+skipped for being dark.
 """
 
 
@@ -827,16 +864,18 @@ def write_report(
     out += table(header, body)
     out += [
         "",
-        "The last two columns are the strongest settings an operator can choose: "
-        "`--exact-dihedral` (four times the hashing of an upload) and lists whose "
-        "`entry_hashes` setting is `wide` (15 entry hashes per listed image, about 2.3 times the "
-        "index of the default `crops`).",
+        "The last two columns are the strongest setting an operator can choose: lists whose "
+        "`entry_hashes` setting is `wide` (19 entry hashes per listed image, about 1.8 times "
+        "the index of the default `crops+tones`).",
     ]
 
     # Designs.
     crop_rows = [t for t in main_rows if TRANSFORMS[t].category.startswith("crop")]
     five = [t for t in main_rows if TRANSFORMS[t].name.startswith("crop 5%")]
     tilt_rows = [t for t in main_rows if TRANSFORMS[t].category == "small rotation"]
+    colour_rows = [t for t in main_rows if TRANSFORMS[t].category == "colour"]
+    crop_checks = [t for t in check_rows if TRANSFORMS[t].category.startswith("crop")]
+    tone_checks = [t for t in check_rows if TRANSFORMS[t].category == "colour"]
     base = recall.mean(DESIGNS[0], main_rows)
     out += [
         "",
@@ -844,9 +883,12 @@ def write_report(
         "",
         "Extra hashes stored per list entry, all with the dihedral and trimmed query variants. "
         "Recall on the six crop rows (2, 5 and 10%, one side and all sides), on the two 5% rows, "
-        "on the 3% and 7% check rows, on the three tilt rows, and over all transforms; the gain "
-        'is over no entry hashes, per extra hash, over all transforms. "trimmed" exists only for '
-        "entries with a plain edge, so it adds less than one hash on average.",
+        "on the 3% and 7% check rows, on the three tilt rows, on the nine colour rows, on the "
+        "tone check rows (strengths the tone hashes do not sit on, and darker copies), and over "
+        "all transforms; the gain is over no entry hashes, per extra hash, over all transforms. "
+        '"trimmed" exists only for entries with a plain edge, so it adds less than one hash on '
+        'average; "crops" is the default\'s crops (trimmed, 4 sides 5, all-2, 5), "4 tones" its '
+        "tone edits (brightness+30, gamma0.6, gamma1.6, saturation+50).",
         "",
     ]
     body = []
@@ -857,8 +899,10 @@ def write_report(
         values = {
             "crop rows": recall.mean(config, crop_rows),
             "5% crops": recall.mean(config, five),
-            "3 and 7% crops": recall.mean(config, check_rows) if check_rows else float("nan"),
+            "3 and 7% crops": recall.mean(config, crop_checks) if crop_checks else float("nan"),
             "tilts": recall.mean(config, tilt_rows),
+            "colour": recall.mean(config, colour_rows),
+            "tone checks": recall.mean(config, tone_checks) if tone_checks else float("nan"),
             "all transforms": recall.mean(config, main_rows),
         }
         gain = (values["all transforms"] - base) / extra if extra > 0 else 0.0
@@ -882,6 +926,7 @@ def write_report(
         d
         for d in designs_json
         if d["false"][THRESHOLD] == 0
+        and d["colour"] >= 0.99
         and min(recall.row(next(c for c in DESIGNS if c.name == d["design"]), t) for t in five)
         >= 0.80
     ]
@@ -892,7 +937,8 @@ def write_report(
     )
     out += [
         'Chosen by the rule "best gain per extra hash over all transforms, among the designs '
-        'with no false match and at least 80% on both 5% crop rows": '
+        "with no false match, at least 99% on the colour rows and at least 80% on both 5% crop "
+        'rows": '
         + (f"**{chosen['design']}**" if chosen else "none qualifies")
         + (
             " (the default)."
@@ -909,6 +955,8 @@ def write_report(
             "5% crops",
             "3 and 7% crops",
             "tilts",
+            "colour",
+            "tone checks",
             "all transforms",
             "gain per extra hash (points)",
             "false matches at 31 / 40 / 50",
@@ -932,8 +980,11 @@ def write_report(
     ]
 
     # Check rows.
-    out += ["", "## Between the grid points", ""]
-    out.append("Crops the default entry hashes do not sit on (left out of the averages above):\n")
+    out += ["", "## Off the grid", ""]
+    out.append(
+        "Crops and tone edits the default entry hashes do not sit on, and copies darker and "
+        "flatter than the issue's rows (left out of the averages above):\n"
+    )
     out += table(
         ["transform", *names],
         [[TRANSFORMS[t].name, *(pct(recall.row(c, t)) for c in COLUMNS)] for t in check_rows],
@@ -1284,7 +1335,7 @@ def main() -> None:
     hashing = hashing_cost(sources)
     search = []
     if args.list_size:
-        extra = len(ENTRY_CROPS) + len(ENTRY_TILTS)
+        extra = len(ENTRY_CROPS) + len(ENTRY_TILTS) + len(ENTRY_TONES)
         search = search_cost(queries, args.list_size, extra, args.search_images)
     elapsed = time.perf_counter() - started
     write_report(sources, queries, entries, comparison, hashing, search, args.list_size, elapsed)

@@ -32,8 +32,9 @@ class Transform:
     edit: Edit
     fmt: str = "JPEG"
     options: tuple[tuple[str, Any], ...] = (("quality", 95),)
-    #: A check between the strengths the issue names (3% and 7% crops, off the grid that the
-    #: list side's crop hashes sit on): reported apart, left out of the averages.
+    #: A check between or beyond the strengths the issue names (3% and 7% crops, tone edits off
+    #: the grid that the list side's hashes sit on, darker copies): reported apart, left out of
+    #: the averages.
     check: bool = False
 
 
@@ -302,6 +303,15 @@ TRANSFORMS: tuple[Transform, ...] = (
     Transform("crop 7% all sides", "crop all sides", crop_all(7), check=True),
     Transform("crop 3% one side", "crop one side", crop_side(3), check=True),
     Transform("crop 3% all sides", "crop all sides", crop_all(3), check=True),
+    # Tone edits at strengths the list side's tone hashes (hashwatch.variants.ENTRY_TONES) do not
+    # sit on, and copies darker and flatter than the issue's rows.
+    Transform("brightness +45%", "colour", enhance(ImageEnhance.Brightness, 1.45), check=True),
+    Transform("gamma 0.5", "colour", gamma(0.5), check=True),
+    Transform("gamma 2.0", "colour", gamma(2.0), check=True),
+    Transform("saturation 2x", "colour", enhance(ImageEnhance.Color, 2.0), check=True),
+    Transform("contrast +50%", "colour", enhance(ImageEnhance.Contrast, 1.5), check=True),
+    Transform("brightness -60%", "colour", enhance(ImageEnhance.Brightness, 0.4), check=True),
+    Transform("contrast -60%", "colour", enhance(ImageEnhance.Contrast, 0.4), check=True),
 )
 
 #: Which categories each of the issue's recall targets covers.

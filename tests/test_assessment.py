@@ -646,7 +646,7 @@ def test_publication_makes_the_entry_hashes_from_the_media_before_it_goes(
     grade_as(world, vault, taken.id, "ben", "A")
     assert vault.files == {}
     extra = {c.signal_type: c.extra_hashes for c in feed(world)}
-    expected = entryhashes.compute(decode_rgb(data, MediaLimits()), "crops")
+    expected = entryhashes.compute(decode_rgb(data, MediaLimits()), entryhashes.DEFAULT_SETTING)
     assert extra == {"pdq": expected, "md5": (), "sha1": (), "sha256": ()}
     # A copy with 5% cut off its left side is far from the image's own hash, and found.
     cut = round(image.width * 0.05)

@@ -46,6 +46,7 @@ ACTOR = "test"
 LIMITS = MediaLimits()
 SEED = 4
 CROPS = {"crop-left-5", "crop-right-5", "crop-top-5", "crop-bottom-5", "crop-all-2", "crop-all-5"}
+TONES = {"brightness+30", "gamma0.6", "gamma1.6", "saturation+50"}
 
 
 def listed_image(seed: int = SEED) -> bytes:
@@ -108,7 +109,9 @@ VALUE = "ab" * 32
         ("crop-left-5:abc", "must be 64 hex digits"),
         ("crop-left-5:" + "g" * 64, "must be 64 hex digits"),
         (f"trimmed:{VALUE};trimmed:{VALUE}", "'trimmed' appears twice"),
-        (";".join(f"crop-all-{p}:{VALUE}" for p in range(1, 18)), "at most 16 extra hashes"),
+        (";".join(f"crop-all-{p}:{VALUE}" for p in range(1, 26)), "at most 24 extra hashes"),
+        ("gamma:" + VALUE, "unknown entry hash variant"),
+        ("brightness+300:" + VALUE, "unknown entry hash variant"),
         ([{"variant": "trimmed"}], 'keys "variant" and "value"'),
         ([{"variant": "trimmed", "value": 5}], "must be text"),
         (5, "must be a list"),
@@ -124,12 +127,16 @@ def test_extra_hashes_are_normalised_and_read_back_from_a_cell() -> None:
         {"variant": " crop-left-5 ", "value": VALUE.upper()},
         {"variant": "tilt-2", "value": VALUE},
         {"variant": "tilt+1.5", "value": VALUE},
+        {"variant": "gamma1.6", "value": VALUE},
+        {"variant": "saturation+50", "value": VALUE},
     ]
     parsed = entryhashes.parse_extra_hashes(raw)
     assert [(h.variant, h.value) for h in parsed] == [
         ("crop-left-5", VALUE),
         ("tilt-2", VALUE),
         ("tilt+1.5", VALUE),
+        ("gamma1.6", VALUE),
+        ("saturation+50", VALUE),
     ]
     assert entryhashes.parse_extra_hashes(entryhashes.format_cell(parsed)) == parsed
     assert entryhashes.parse_extra_hashes("") == entryhashes.parse_extra_hashes(None) == ()
@@ -145,11 +152,13 @@ def test_only_pdq_entries_carry_extra_hashes() -> None:
 def test_a_list_makes_the_entry_hashes_its_setting_asks_for() -> None:
     rgb = decode_rgb(listed_image(), LIMITS)
     assert {h.variant for h in entryhashes.compute(rgb, "crops")} == CROPS
+    assert entryhashes.DEFAULT_SETTING == "crops+tones"
+    assert {h.variant for h in entryhashes.compute(rgb, "crops+tones")} == CROPS | TONES
     with_tilts = {h.variant for h in entryhashes.compute(rgb, "crops+tilts")}
     assert with_tilts == CROPS | {"tilt+2", "tilt-2", "tilt+4", "tilt-4"}
     wide = {h.variant for h in entryhashes.compute(rgb, "wide")}
     tens = {f"crop-{side}-10" for side in ("left", "right", "top", "bottom", "all")}
-    assert wide == with_tilts | tens
+    assert wide == with_tilts | tens | TONES
     assert len(wide) <= entryhashes.MAX_EXTRA_HASHES
     assert entryhashes.compute(rgb, "none") == ()
     with pytest.raises(InvalidInput, match="entry hashes must be one of"):
@@ -183,6 +192,20 @@ def test_a_cropped_copy_matches_only_through_an_entry_hash_which_it_names(store:
         ("plain", "original"),
         ("with", "original"),
     ]
+
+
+def test_a_brightened_copy_matches_through_the_tone_hash_that_clipped_it_too(store: Store) -> None:
+    # A scene with large bright areas: brightening by 30% clips them, and moves the hash past
+    # the threshold (42 bits), where no query variant can bring the clipped pixels back.
+    seed = 10_036
+    make_list(store, "tones", "crops+tones", seed)
+    make_list(store, "crops", "crops", seed)
+    image = generate_image(seed)
+    brighter = encode(image.point(lambda v: min(255, round(v * 1.3))), "JPEG", quality=90)
+    report = matcher_for(store, "tones", "crops").match_media(
+        hash_bytes(brighter, LIMITS, variants=VARIANT_KINDS)
+    )
+    assert [(m.list, m.entry_variant) for m in report.matches] == [("tones", "brightness+30")]
 
 
 def test_an_entry_found_through_several_codes_is_one_match_at_its_best(store: Store) -> None:

@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
+import pdqhash
 import pytest
 from PIL import Image
 
@@ -17,9 +18,12 @@ from hashwatch.variants import (
     DIHEDRAL,
     ENTRY_CROPS,
     ENTRY_TILTS,
+    ENTRY_TONES,
+    MAX_STRETCH,
     VariantHash,
     entry_variants,
     query_variants,
+    tone_edit,
     trim_borders,
 )
 
@@ -146,6 +150,50 @@ def test_low_quality_hashes_are_returned_for_the_caller_to_judge() -> None:
     assert all(v.quality < MIN_QUALITY for v in variants)
 
 
+# --- quality on the full tonal range ----------------------------------------------------------
+
+
+def darkened(rgb: Pixels, factor: float) -> Pixels:
+    return np.round(rgb.astype(np.float32) * factor).astype(np.uint8)
+
+
+@pytest.mark.parametrize(("name", "factor"), [("scene", 0.7), ("rocket", 0.4), ("rocket", 0.3)])
+def test_a_darkened_copy_keeps_its_hash_and_its_quality(
+    scene: Pixels, photos: dict[str, Pixels], name: str, factor: float
+) -> None:
+    original = scene if name == "scene" else photos[name]
+    copy = as_upload(darkened(original, factor))
+    bits, reference_quality = pdqhash.compute(copy)
+    value, quality = PDQ.hash_pixels(copy)
+    # The reference code puts the dark copy under the floor; its hash is still the original's.
+    assert reference_quality < MIN_QUALITY <= quality
+    assert value == np.packbits(bits).tobytes().hex()
+    assert PDQ.distance(value, pdq(original)) <= 10
+    for exact in (False, True):
+        assert {v.quality for v in query_variants(copy, exact=exact)} == {quality}
+
+
+def test_only_a_low_quality_on_a_narrow_range_is_measured_again(photos: dict[str, Pixels]) -> None:
+    # Full range and a quality under the floor: a white page with a black box in a corner.
+    page = np.full((240, 320, 3), 255, dtype=np.uint8)
+    page[:12, :12] = 0
+    assert PDQ.hash_pixels(page)[1] == int(pdqhash.compute(page)[1]) < MIN_QUALITY
+    # A narrow range and a quality over the floor: the reference quality, not a stretched one.
+    copy = darkened(photos["coffee"], 0.8)
+    assert int(pdqhash.compute(copy)[1]) >= MIN_QUALITY
+    assert PDQ.hash_pixels(copy)[1] == int(pdqhash.compute(copy)[1])
+
+
+def test_the_stretch_is_bounded_so_a_flat_frame_stays_under_the_floor() -> None:
+    rng = np.random.default_rng(5)
+    # A dim frame with a faint shape in it: it would take more than MAX_STRETCH to pass.
+    frame = np.full((240, 320, 3), 60, dtype=np.float32)
+    frame[80:160, 100:220] += 255 / MAX_STRETCH / 6
+    frame += rng.normal(0, 1, size=frame.shape)
+    pixels = np.clip(frame, 0, 255).astype(np.uint8)
+    assert PDQ.hash_pixels(pixels)[1] < MIN_QUALITY
+
+
 # --- trimming --------------------------------------------------------------------------------
 
 
@@ -216,12 +264,39 @@ def test_entry_variant_names_follow_the_defaults(scene: Pixels) -> None:
     assert names == [
         *(f"crop-{side}-{percent}" for side, percent in ENTRY_CROPS),
         *(f"tilt{degrees:+g}" for degrees in ENTRY_TILTS),
+        *ENTRY_TONES,
     ]
-    custom = entry_variants(scene, crops=[("top", 10)], tilts=[3, -3])
-    assert [v.variant for v in custom] == ["crop-top-10", "tilt+3", "tilt-3"]
-    assert [v.variant for v in entry_variants(framed(scene, 0.1), crops=(), tilts=())] == [
-        "trimmed"
-    ]
+    custom = entry_variants(scene, crops=[("top", 10)], tilts=[3, -3], tones=["gamma0.8"])
+    assert [v.variant for v in custom] == ["crop-top-10", "tilt+3", "tilt-3", "gamma0.8"]
+    bordered = entry_variants(framed(scene, 0.1), crops=(), tilts=(), tones=())
+    assert [v.variant for v in bordered] == ["trimmed"]
+
+
+def test_tone_edits_do_what_their_names_say(scene: Pixels) -> None:
+    levels = np.arange(256, dtype=np.uint8).reshape(16, 16, 1).repeat(3, axis=2)
+    brighter = tone_edit(levels, "brightness+30")[..., 0].ravel()
+    assert brighter[100] == 130 and brighter[200] == 255  # scaled, then clipped
+    assert tone_edit(levels, "brightness-50")[..., 0].ravel()[101] == 50  # rounds half to even
+    darker_mids = tone_edit(levels, "gamma1.6")[..., 0].ravel()
+    assert (darker_mids[0], darker_mids[128], darker_mids[255]) == (0, 85, 255)  # 84.65
+    # Saturation moves colours away from their grey and leaves greys alone.
+    assert np.array_equal(tone_edit(levels, "saturation+50"), levels)
+    pixel = np.array([[[200, 100, 50]]], dtype=np.uint8)
+    grey = 0.299 * 200 + 0.587 * 100 + 0.114 * 50
+    expected = [round(grey + 1.5 * (c - grey)) for c in (200, 100, 50)]
+    assert tone_edit(pixel, "saturation+50")[0, 0].tolist() == [min(255, v) for v in expected]
+    for name in ("contrast+30", "gamma", "brightness+300", "gamma0.01", "sepia"):
+        with pytest.raises(ValueError, match=r"unknown tone edit|is outside"):
+            tone_edit(scene, name)
+
+
+def test_a_tone_edit_that_clips_matches_its_tone_hash() -> None:
+    # Large bright areas: brightening by 30% clips them and moves the hash past the threshold.
+    image = np.asarray(generate_image(10_036))
+    copy = as_upload(tone_edit(image, "brightness+30"))
+    entry = by_name(entry_variants(image, crops=(), tilts=()))
+    assert PDQ.distance(pdq(copy), pdq(image)) > 31
+    assert PDQ.distance(pdq(copy), entry["brightness+30"].value) <= 31
 
 
 @pytest.mark.parametrize("side", ["left", "right", "top", "bottom", "all"])

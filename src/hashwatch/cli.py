@@ -62,7 +62,6 @@ from hashwatch.store import Store, open_store
 from hashwatch.store.database import DEFAULT_URL
 from hashwatch.store.models import ROLES, HashList
 from hashwatch.tuning import tune_allocator
-from hashwatch.variants import EXACT
 
 __all__ = ["app", "main"]
 
@@ -128,14 +127,6 @@ FullResolution = Annotated[
         help="Decode large images at full size for PDQ (slower; bit-exact with the reference).",
     ),
 ]
-ExactDihedral = Annotated[
-    bool,
-    typer.Option(
-        "--exact-dihedral",
-        help="Hash rotations and flips exactly (about 4x slower; finds every rotated or mirrored "
-        "copy, where the default one-pass hashes miss about 3%).",
-    ),
-]
 MaxPixels = Annotated[
     int | None,
     typer.Option(
@@ -188,12 +179,11 @@ def hash_command(
             "and flips), trim (uniform borders cut off), or none. Printed as pdq_variants."
         ),
     ] = "none",
-    exact_dihedral: ExactDihedral = False,
 ) -> None:
     """Print every hash of each file as one JSON line: path, md5, sha1, sha256, pdq, pdq_quality."""
     limits = _limits(max_bytes, max_pixels, full_resolution)
     with _domain_errors():
-        kinds = _with_exact(lists.parse_variants([variants]), exact_dihedral)
+        kinds = lists.parse_variants([variants])
     failed = 0
     for result in _hash_with_progress(paths, limits, workers, kinds):
         _emit(result.to_json())
@@ -231,7 +221,6 @@ def match_command(
             "that take it (lists create --variants)."
         ),
     ] = "dihedral,trim",
-    exact_dihedral: ExactDihedral = False,
     db: Db = None,
     org: Org = DEFAULT_ORGANISATION,
 ) -> None:
@@ -240,7 +229,7 @@ def match_command(
         raise typer.BadParameter("give at least one PATH or --hash")
     limits = _limits(max_bytes, max_pixels, full_resolution)
     with _domain_errors():
-        kinds = _with_exact(lists.parse_variants([variants]), exact_dihedral)
+        kinds = lists.parse_variants([variants])
         queries = [_parse_hash_option(text) for text in hashes or []]
         store = open_store(db)
         with store.session() as session:
@@ -489,7 +478,8 @@ def lists_create(
         typer.Option(
             "--entry-hashes",
             help="Extra hashes made for each image listed here (published intake items, "
-            "lists add-images), so cropped copies match: crops, crops+tilts, wide or none.",
+            "lists add-images), so cropped and recoloured copies match: crops+tones, crops, "
+            "crops+tilts, wide or none.",
         ),
     ] = entryhashes.DEFAULT_SETTING,
     db: Db = None,
@@ -539,8 +529,8 @@ def lists_update(
         str | None,
         typer.Option(
             "--entry-hashes",
-            help="Extra hashes made for images listed from now on: crops, crops+tilts, wide or "
-            "none (entries already listed keep theirs).",
+            help="Extra hashes made for images listed from now on: crops+tones, crops, "
+            "crops+tilts, wide or none (entries already listed keep theirs).",
         ),
     ] = None,
     db: Db = None,
@@ -1011,7 +1001,6 @@ def serve_command(
         bool,
         typer.Option(help="Also log hashes of content that matched nothing (off: only matches)."),
     ] = False,
-    exact_dihedral: ExactDihedral = False,
     match_threads: Annotated[
         int,
         typer.Option(
@@ -1049,7 +1038,6 @@ def serve_command(
         media_dir=media_dir,
         workers=workers,
         match_threads=match_threads,
-        exact_dihedral=exact_dihedral,
     )
     from hashwatch.api.app import serve  # FastAPI loads only for this command
 
@@ -1303,11 +1291,6 @@ def _limits(max_bytes: int | None, max_pixels: int | None, full_resolution: bool
 def _parse_hash_option(text: str) -> tuple[str, str]:
     kind, value = parse_typed_value(text)
     return kind.name, value
-
-
-def _with_exact(kinds: Sequence[str], exact: bool) -> list[str]:
-    """The kinds to hash, with the request for exact dihedral hashes where asked for."""
-    return [*kinds, EXACT] if exact and "dihedral" in kinds else list(kinds)
 
 
 def _hash_with_progress(

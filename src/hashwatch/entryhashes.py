@@ -4,9 +4,10 @@ no query variant can undo (crops, small tilts) still match it.
 hashwatch.variants computes them from the listed image (`entry_variants`); this module is the
 product's side of them:
 
-- which ones a list makes, its `entry_hashes` setting: "crops" (the default: the design of
-  variants.ENTRY_CROPS, and the image trimmed where it has a plain edge), "crops+tilts" (also
-  four tilts, TILTS), "wide" (the tilts, and 10% crops too, WIDE_CROPS) or "none";
+- which ones a list makes, its `entry_hashes` setting: "crops+tones" (the default: the crops of
+  variants.ENTRY_CROPS, the image trimmed where it has a plain edge, and the tone edits of
+  variants.ENTRY_TONES), "crops" (without the tones), "crops+tilts" (crops and four tilts,
+  TILTS), "wide" (10% crops too, WIDE_CROPS, with the tilts and the tones) or "none";
 - how they are checked wherever they enter a list (an import file, the API, a sync from another
   server): a known variant name, 64 hex digits, at most MAX_EXTRA_HASHES per entry, PDQ only;
 - how a CSV cell writes them (`crop-left-5:<hex>;crop-all-2:<hex>`); JSON writes a list of
@@ -15,7 +16,7 @@ product's side of them:
 They can only be made where the list's owner has the image (an intake item being published, or
 `hashwatch lists add-images`); a list received as hashes carries whatever its source sent. Each
 entry hash is one more code in the matcher's index for the same entry: a list with the default
-design holds about seven codes per PDQ entry (docs/matching.md gives the cost).
+design holds about eleven codes per PDQ entry (docs/matching.md gives the cost).
 """
 
 from __future__ import annotations
@@ -31,10 +32,11 @@ import numpy.typing as npt
 
 from hashwatch.errors import InvalidInput
 from hashwatch.signals.pdq import MIN_QUALITY
-from hashwatch.variants import ENTRY_CROPS, entry_variants
+from hashwatch.variants import ENTRY_CROPS, ENTRY_TONES, entry_variants
 
 __all__ = [
     "DEFAULT_SETTING",
+    "DESIGNS",
     "MAX_EXTRA_HASHES",
     "SETTINGS",
     "TILTS",
@@ -49,29 +51,39 @@ __all__ = [
 ]
 
 #: The choices of a list's `entry_hashes` setting.
-SETTINGS = ("crops", "crops+tilts", "wide", "none")
-DEFAULT_SETTING = "crops"
-#: The tilts of "crops+tilts", in degrees counter-clockwise: about 98% of tilts of 1-5 degrees
-#: found, against 12% for plain PDQ (hashwatch.variants.ENTRY_TILTS).
+SETTINGS = ("crops+tones", "crops", "crops+tilts", "wide", "none")
+DEFAULT_SETTING = "crops+tones"
+#: The tilts of "crops+tilts" and "wide", in degrees counter-clockwise: about 98% of tilts of
+#: 1-5 degrees found, against 12% for plain PDQ (hashwatch.variants.ENTRY_TILTS).
 TILTS = (2.0, -2.0, 4.0, -4.0)
-#: The most entry hashes one entry may carry: "crops+tilts" makes at most 11; room for a
-#: design with 10% crops, not for a list that would multiply its false matches without bound.
-MAX_EXTRA_HASHES = 16
+#: The most entry hashes one entry may carry: "wide" makes at most 20; room for a slightly
+#: larger design, not for a list that would multiply its false matches without bound.
+MAX_EXTRA_HASHES = 24
 #: The crops of "wide": 5% and 10% off each side, 2%, 5% and 10% off all sides. With TILTS and
-#: the trimmed image, the design docs/detection-quality.md measures at 95.6% over all its edits
-#: (against 88.2% for "crops"), with no false match, for 15 extra hashes per entry.
+#: the trimmed image (no tones), the design docs/detection-quality.md measures at 95.6% over all
+#: its edits against 88.2% for "crops", with no false match, for 15 extra hashes per entry.
 WIDE_CROPS: tuple[tuple[str, int], ...] = (
     *((side, percent) for percent in (5, 10) for side in ("left", "right", "top", "bottom")),
     ("all", 2),
     ("all", 5),
     ("all", 10),
 )
+#: What each setting makes: (crops, tilts, tone edits), beside the trimmed image.
+DESIGNS: dict[str, tuple[tuple[tuple[str, int], ...], tuple[float, ...], tuple[str, ...]]] = {
+    "crops+tones": (ENTRY_CROPS, (), ENTRY_TONES),
+    "crops": (ENTRY_CROPS, (), ()),
+    "crops+tilts": (ENTRY_CROPS, TILTS, ()),
+    "wide": (WIDE_CROPS, TILTS, ENTRY_TONES),
+}
 
-# The names entry_variants gives: "trimmed", "crop-<side>-<percent>", "tilt<+/-degrees>".
+# The names entry_variants gives: "trimmed", "crop-<side>-<percent>", "tilt<+/-degrees>", and
+# the tone edits hashwatch.variants.tone_edit reads ("brightness+30", "gamma1.6").
 _VARIANT = re.compile(
     r"trimmed"
     r"|crop-(?:left|right|top|bottom|all)-(?:[1-9]|[1-4][0-9])"
     r"|tilt[+-](?:[0-9]|[1-3][0-9]|4[0-4])(?:\.[0-9]{1,2})?"
+    r"|(?:brightness|saturation)[+-][1-9][0-9]?"
+    r"|gamma[0-9]\.[0-9]{1,2}"
 )
 _HEX = re.compile(r"[0-9a-f]{64}")
 
@@ -88,7 +100,7 @@ class EntryHash:
 
 
 def parse_setting(text: str) -> str:
-    """A list's entry_hashes setting, checked ("crops", "crops+tilts" or "none")."""
+    """A list's entry_hashes setting, checked (one of SETTINGS)."""
     value = text.strip().lower() if isinstance(text, str) else ""
     if value not in SETTINGS:
         raise InvalidInput(f"entry hashes must be one of {', '.join(SETTINGS)}, got {text!r}")
@@ -131,7 +143,8 @@ def parse_extra_hashes(raw: str | Sequence[Any] | None) -> tuple[EntryHash, ...]
         if not _VARIANT.fullmatch(name):
             raise InvalidInput(
                 f"unknown entry hash variant {name[:40]!r}: expected trimmed, "
-                "crop-SIDE-PERCENT (left, right, top, bottom or all; 1 to 49) or tilt+DEGREES"
+                "crop-SIDE-PERCENT (left, right, top, bottom or all; 1 to 49), tilt+DEGREES, "
+                "brightness+PERCENT, saturation+PERCENT or gammaVALUE"
             )
         hex_value = value.strip().lower()
         if not _HEX.fullmatch(hex_value):
@@ -172,7 +185,6 @@ def compute(rgb: npt.NDArray[np.uint8], setting: str) -> tuple[EntryHash, ...]:
     hashes too."""
     if setting == "none":
         return ()
-    tilts = TILTS if setting in ("crops+tilts", "wide") else ()
-    crops = WIDE_CROPS if setting == "wide" else ENTRY_CROPS
-    made = entry_variants(rgb, crops=crops, tilts=tilts, trim=True)
+    crops, tilts, tones = DESIGNS[setting]
+    made = entry_variants(rgb, crops=crops, tilts=tilts, tones=tones, trim=True)
     return tuple(EntryHash(v.variant, v.value) for v in made if v.quality >= MIN_QUALITY)

@@ -7,12 +7,10 @@ threshold of 31. No threshold fixes that; hashing the right variants does. Two s
 add some:
 
 - the query side (`query_variants`): undo what can be undone from the query alone. The eight
-  dihedral transforms (quarter turns, mirrors, transposes) come from one call to
-  `pdqhash.compute_dihedral`, which permutes and negates the DCT of one pass over the pixels,
-  so all eight cost about as much as one plain hash; `exact=True` hashes them exactly, for
-  about four times the cost (see query_variants). A solid-colour border, letterbox or
-  screenshot frame is detected and trimmed (`trim_borders`), and the trimmed image is hashed
-  too.
+  dihedral transforms (quarter turns, mirrors, transposes) are each hashed exactly as the
+  turned or mirrored pixels would be (hashwatch.dihedral), for about a third more than one
+  plain hash. A solid-colour border, letterbox or screenshot frame is detected and trimmed
+  (`trim_borders`), and the trimmed image is hashed too.
 - the list side (`entry_variants`): a crop removes pixels the query no longer has, so no query
   variant can restore them. Instead a listed image stores, beside its own hash, the hashes of a
   few crops of itself, computed once when it is listed; a cropped upload then lands near one.
@@ -24,13 +22,16 @@ docs/detection-quality.md measures both sides of that trade on benign images (re
 transform, and the distance distribution between distinct images with every variant pair) and
 gives the expected false-match rate at 1M and 10M hashes; bench/robustness.py regenerates it.
 
-Variant hashes carry their own quality. Those below hashwatch.signals.pdq.MIN_QUALITY are
-returned like any other, so that the caller, which knows its floor, decides.
+Variant hashes carry their own quality. Those below MIN_QUALITY are returned like any other,
+so that the caller, which knows its floor, decides. Quality is PDQ's, measured on the image's
+full tonal range (see `pdq_hash`): a darkened or flattened copy keeps its hash, and now its
+quality too.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -39,18 +40,39 @@ import numpy.typing as npt
 import pdqhash
 from PIL import Image
 
+from hashwatch.dihedral import dihedral_bits
+
 __all__ = [
     "DIHEDRAL",
     "ENTRY_CROPS",
     "ENTRY_TILTS",
-    "EXACT",
+    "ENTRY_TONES",
+    "MAX_STRETCH",
+    "MIN_QUALITY",
     "VariantHash",
     "entry_variants",
+    "pdq_hash",
     "query_variants",
+    "tone_edit",
     "trim_borders",
 ]
 
 RGB = npt.NDArray[np.uint8]
+
+#: PDQ hashes of lower quality are reported but not matched unless the caller lowers the floor
+#: (the reference advice: near-uniform images, blank frames and solid colours, give unstable
+#: hashes that collide).
+MIN_QUALITY = 50
+
+#: The largest factor by which `pdq_hash` stretches an image's tonal range to re-measure a
+#: quality under MIN_QUALITY: a copy darkened or flattened by up to three quarters gets its
+#: quality back; a near-uniform frame (a few levels of noise on one colour) stays low, since its
+#: noise would need far more than 4 times to look like structure.
+MAX_STRETCH = 4.0
+
+#: The share of channel values at each end of the range that the stretch may clip: a caption,
+#: a timestamp or a few hot pixels do not hold the range open.
+_STRETCH_TAIL = 0.005
 
 #: The names of the dihedral variants, in the order `pdqhash.compute_dihedral` returns them.
 #: Variant "X" is the hash of the query with X applied (numpy terms: rotate-90 is np.rot90(img),
@@ -68,12 +90,6 @@ DIHEDRAL = (
     "transpose",
     "transverse",
 )
-
-#: Not a kind of variant a list takes, but how the dihedral ones are computed: given among the
-#: kinds to hash (hashwatch.hashing.hash_bytes), it asks for exact dihedral hashes (four
-#: pdqhash calls, see query_variants) instead of the one-call derivation: every rotated or
-#: mirrored copy found instead of about 97%, for about four times the hashing time.
-EXACT = "exact"
 
 #: The crops hashed for each listed image by default: (side, percent of that side removed).
 #: Of the designs measured (docs/detection-quality.md, "Entry hash designs"), the one with the
@@ -95,6 +111,16 @@ ENTRY_CROPS: tuple[tuple[str, int], ...] = (
 #: copies can ask for them.
 ENTRY_TILTS: tuple[float, ...] = ()
 
+#: The tone edits hashed for each listed image by default (names as `tone_edit` reads them).
+#: PDQ ignores tone changes that keep the order of the image's luminances, but edits that clip
+#: highlights (brightening) or act on each colour channel apart (gamma, saturation) can make two
+#: differently coloured areas trade places in luminance, and that moves the hash 32-42 bits on
+#: images with large saturated areas. A query cannot restore clipped pixels; the list's copy can
+#: clip them too. These four found every such copy at the issue's strengths and 93-100% at
+#: others up to brightness +50%, gamma 0.5 and 2.0, and saturation 2x, against 58-97% without
+#: (docs/detection-quality.md).
+ENTRY_TONES: tuple[str, ...] = ("brightness+30", "gamma0.6", "gamma1.6", "saturation+50")
+
 #: The thickest bar (share of the side) taken for a screenshot's status or title bar.
 _MAX_BAR = 0.15
 
@@ -112,7 +138,7 @@ class VariantHash:
 
 
 def query_variants(
-    rgb: RGB, *, dihedral: bool = True, trim: bool = True, exact: bool = False
+    rgb: RGB, *, dihedral: bool = True, trim: bool = True, exact: bool = True
 ) -> list[VariantHash]:
     """The PDQ hashes to search for one query image, "original" first, in a fixed order.
 
@@ -121,14 +147,15 @@ def query_variants(
     variants, "trimmed+rotate-90" and so on). The original's hash is bit-identical to
     hashwatch.signals.pdq.PDQ.hash_pixels(rgb) for the C-contiguous arrays decode_rgb returns.
 
-    One `pdqhash.compute_dihedral` call derives all eight from one 64 x 64 reduction of the
-    image, but that reduction does not commute with reversing an axis (its sample points and
-    box-filter windows sit half a pixel off centre on most image sizes), so a variant differs
-    from the hash of the actually rotated pixels by about 5-20 bits on photographs, and by far
-    more on fine texture (grass, brick, printed text: 30-100 bits), enough to miss a few
-    percent of quarter-turned and mirrored copies. `exact` hashes the pixels reversed along
-    each axis instead: four calls, each exact for its input and its transpose, for about four
-    times the cost (docs/detection-quality.md measures both).
+    Each dihedral variant is the hash of the turned or mirrored pixels (hashwatch.dihedral),
+    and the original is the reference code's own. `exact=False` derives the seven from one
+    `pdqhash.compute_dihedral` call instead, as other PDQ users do: that call permutes the DCT
+    of one 64 x 64 reduction of the image, which does not commute with reversing an axis (its
+    sample points and box-filter windows sit half a pixel off centre on most image sizes), so
+    its variants differ from the hash of the actually rotated pixels by about 5-20 bits on
+    photographs and by far more on fine texture (grass, brick, printed text: 30-100 bits),
+    enough to miss a few percent of quarter-turned and mirrored copies. It is kept for
+    comparison (docs/detection-quality.md measures both); it is not much faster.
     """
     # pdqhash misreads arrays whose axes are swapped in memory (a transposed or np.rot90 view,
     # Fortran order): such a view would hash as noise.
@@ -146,6 +173,7 @@ def entry_variants(
     *,
     crops: Iterable[tuple[str, int]] = ENTRY_CROPS,
     tilts: Iterable[float] = ENTRY_TILTS,
+    tones: Iterable[str] = ENTRY_TONES,
     trim: bool = True,
 ) -> list[VariantHash]:
     """Hashes to store beside a listed image's own hash, so edited copies of it land near one.
@@ -156,7 +184,8 @@ def entry_variants(
     "top" or "bottom" removes that share of the width or height from that side, "all" from each
     of the four sides ("crop-left-5", "crop-all-5"); one per tilt in degrees counter-clockwise,
     on the same canvas with black corners, as a straightened or skewed copy shows ("tilt+2",
-    "tilt-2"). The listed image's own hash is not included: it is the entry's main hash.
+    "tilt-2"); one per tone edit, named as `tone_edit` reads it ("brightness+30", "gamma1.6").
+    The listed image's own hash is not included: it is the entry's main hash.
     """
     pixels = np.ascontiguousarray(rgb, dtype=np.uint8)
     found = []
@@ -170,7 +199,41 @@ def entry_variants(
     for degrees in tilts:
         tilted = Image.fromarray(pixels).rotate(degrees, Image.Resampling.BICUBIC, fillcolor=0)
         found += _hashes(np.asarray(tilted), f"tilt{degrees:+g}", dihedral=False)
+    for name in tones:
+        found += _hashes(tone_edit(pixels, name), name, dihedral=False)
     return found
+
+
+_TONE = re.compile(r"(brightness|saturation)([+-][1-9][0-9]?)|gamma([0-9]\.[0-9]{1,2})")
+
+
+def tone_edit(rgb: RGB, name: str) -> RGB:
+    """`rgb` with the tone edit `name` applied, as photo editors apply it: "brightness+30"
+    scales every channel by 1.3 and clips; "gamma1.6" maps each channel v to 255 (v/255)^1.6
+    (above 1 darkens the mid-tones, below 1 lightens them); "saturation+50" moves each pixel
+    half as far again from its grey (ITU-R 601 luma), clipping. ValueError for other names."""
+    match = _TONE.fullmatch(name)
+    if match is None:
+        raise ValueError(
+            f"unknown tone edit {name!r}: expected brightness+-PERCENT, saturation+-PERCENT "
+            "or gammaVALUE"
+        )
+    kind, percent, power = match.groups()
+    levels = np.arange(256, dtype=np.float64)
+    if kind == "brightness":
+        table = levels * (1 + int(percent) / 100)
+    elif kind is None:
+        if not 0.1 <= float(power) <= 9.0:
+            raise ValueError(f"gamma {power} is outside 0.1-9")
+        table = 255 * (levels / 255) ** float(power)
+    else:
+        pixels = rgb.astype(np.float32)
+        grey = pixels @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+        pixels -= grey[..., None]
+        pixels *= 1 + int(percent) / 100
+        pixels += grey[..., None]
+        return np.clip(np.round(pixels), 0, 255).astype(np.uint8)
+    return np.clip(np.round(table), 0, 255).astype(np.uint8)[rgb]
 
 
 def trim_borders(
@@ -283,30 +346,69 @@ def _crop(rgb: RGB, side: str, percent: int) -> RGB:
     raise ValueError(f"unknown crop side {side!r}: expected left, right, top, bottom or all")
 
 
-def _hashes(rgb: RGB, prefix: str, dihedral: bool, exact: bool = False) -> list[VariantHash]:
+def pdq_hash(rgb: RGB) -> tuple[npt.NDArray[np.integer], int]:
+    """The reference PDQ hash of `rgb` (pdqhash.compute's 256 bits) and its quality.
+
+    PDQ's hash does not change when an image's tones are scaled (every DCT coefficient but one
+    scales alike, and the bits are their order about the median), but its quality, a sum of
+    gradients, shrinks with them: a copy darkened by 30% keeps its hash and loses 30% of its
+    quality, so a quality-70 image falls under the floor, and darkening by 60% hid two thirds
+    of the benchmark's images from a plain matcher (docs/detection-quality.md). So where the
+    quality is under MIN_QUALITY and the image's tones span less than the full range, the
+    quality is measured again on a copy stretched to the full range (at most MAX_STRETCH
+    times), and the higher of the two is kept. The hash itself is always that of the pixels as
+    given, so it stays comparable with every other PDQ implementation's; only images whose
+    quality is low pay for a second pass.
+    """
+    bits, quality = pdqhash.compute(rgb)
+    return bits, _full_range_quality(rgb, int(quality))
+
+
+def _full_range_quality(rgb: RGB, quality: int) -> int:
+    if quality >= MIN_QUALITY:
+        return quality
+    table = _stretch_table(rgb)
+    if table is None:
+        return quality
+    _, stretched = pdqhash.compute(table[rgb])
+    return max(quality, int(stretched))
+
+
+def _stretch_table(rgb: RGB) -> npt.NDArray[np.uint8] | None:
+    """A lookup table that maps the image's tonal range onto 0-255, the same for each channel
+    (so luminance is stretched alike and hue is kept), or None when the range is nearly full."""
+    sample = rgb[::4, ::4]
+    if sample.size == 0:
+        return None
+    counts = np.cumsum(np.bincount(sample.reshape(-1), minlength=256))
+    low = int(np.searchsorted(counts, counts[-1] * _STRETCH_TAIL, side="right"))
+    high = int(np.searchsorted(counts, counts[-1] * (1 - _STRETCH_TAIL)))
+    gain = min(MAX_STRETCH, 255 / max(high - low, 1))
+    if gain < 1.1:
+        return None
+    middle = (low + high) / 2
+    levels = (np.arange(256) - middle) * gain + 127.5
+    return np.clip(np.round(levels), 0, 255).astype(np.uint8)
+
+
+def _hashes(rgb: RGB, prefix: str, dihedral: bool, exact: bool = True) -> list[VariantHash]:
     """The plain hash (named after `prefix`, or "original"), or all eight dihedral hashes."""
     if not dihedral:
-        bits, quality = pdqhash.compute(rgb)
+        bits, quality = pdq_hash(rgb)
         return [_variant(prefix, "original", bits, quality)]
     if not exact:
         all_bits, quality = pdqhash.compute_dihedral(rgb)
+        quality = _full_range_quality(rgb, int(quality))
         return [
             _variant(prefix, name, bits, quality)
             for name, bits in zip(DIHEDRAL, all_bits, strict=True)
         ]
-    # compute_dihedral is exact for its input (its first hash) and that input's transpose (its
-    # seventh), so four reversals of the pixels give all eight exactly.
-    found = {}
-    for view, (name, transposed) in (
-        (rgb, ("original", "transpose")),
-        (rgb[::-1], ("flip-vertical", "rotate-270")),
-        (rgb[:, ::-1], ("flip-horizontal", "rotate-90")),
-        (rgb[::-1, ::-1], ("rotate-180", "transverse")),
-    ):
-        all_bits, quality = pdqhash.compute_dihedral(np.ascontiguousarray(view))
-        found[name] = _variant(prefix, name, all_bits[0], quality)
-        found[transposed] = _variant(prefix, transposed, all_bits[6], quality)
-    return [found[name] for name in DIHEDRAL]
+    # The reference code's hash for the image as given, so that the original stays comparable
+    # with every other PDQ implementation's whatever the floating-point order of the others.
+    bits, quality = pdq_hash(rgb)
+    found = dihedral_bits(rgb)
+    found["original"] = np.asarray(bits)
+    return [_variant(prefix, name, found[name], quality) for name in DIHEDRAL]
 
 
 def _variant(prefix: str, name: str, bits: npt.ArrayLike, quality: int) -> VariantHash:

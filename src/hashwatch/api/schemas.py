@@ -147,13 +147,14 @@ class MediaMatchOut(HashOut):
 
 
 VariantKind = Literal["dihedral", "trim"]
-EntryHashSetting = Literal["crops", "crops+tilts", "wide", "none"]
+EntryHashSetting = Literal["crops+tones", "crops", "crops+tilts", "wide", "none"]
 _ENTRY_HASHES = (
     "Which entry hashes are made for images listed here (published intake items, images added "
-    "by `hashwatch lists add-images`): crops (the default: 5% off each side, 2% and 5% off all "
-    "sides, and the image trimmed where it has a plain edge), crops+tilts (also tilts of 2 and "
-    "4 degrees each way), wide (those tilts, and 10% crops too: 15 hashes per entry) or none. "
-    "Entries already listed keep theirs."
+    "by `hashwatch lists add-images`): crops+tones (the default: 5% off each side, 2% and 5% off "
+    "all sides, the image trimmed where it has a plain edge, and four tone edits: brightness "
+    "+30%, gamma 0.6 and 1.6, saturation +50%), crops (without the tone edits), crops+tilts "
+    "(crops and tilts of 2 and 4 degrees each way), wide (10% crops too, the tilts and the tone "
+    "edits: 19 hashes per entry) or none. Entries already listed keep theirs."
 )
 _VARIANTS = (
     "Which kinds of variant of an uploaded image match this list: dihedral (its rotations and "
@@ -173,7 +174,7 @@ class ListIn(_Strict):
     thresholds: dict[str, int] = Field(default_factory=dict, examples=[{"pdq": 31}])
     variants: list[VariantKind] | None = Field(default=None, description=_VARIANTS)
     required_grades: int = Field(default=2, ge=1, le=9, description=_REQUIRED_GRADES)
-    entry_hashes: EntryHashSetting = Field(default="crops", description=_ENTRY_HASHES)
+    entry_hashes: EntryHashSetting = Field(default="crops+tones", description=_ENTRY_HASHES)
 
 
 class ListPatch(_Strict):

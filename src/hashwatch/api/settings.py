@@ -47,9 +47,6 @@ class ServiceSettings:
     #: 25,900 hashes/s in batches of 1,000 where unlimited threads gave 15,600-23,800
     #: (docs/benchmarks.md).
     match_threads: int = 0
-    #: Hash uploads' rotations and flips exactly (hashwatch.variants.EXACT): every rotated or
-    #: mirrored copy found, for about four times the hashing time of an upload.
-    exact_dihedral: bool = False
 
     @property
     def match_concurrency(self) -> int:

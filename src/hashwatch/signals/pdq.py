@@ -4,7 +4,9 @@ Values are 64 lower-case hex characters, the form ThreatExchange and HMA exchang
 that `pdqhash.compute` returns, packed most significant bit first. Two images match when their
 hashes differ in at most 31 bits (the reference threshold). Each hash comes with a quality score
 from 0 to 100; the reference advice is to not match on hashes of quality below 50, because
-near-uniform images (blank frames, solid colours) produce unstable hashes that collide.
+near-uniform images (blank frames, solid colours) produce unstable hashes that collide. A low
+quality is measured again on the image's full tonal range (hashwatch.variants.pdq_hash), so that
+darkening a copy does not hide it under the floor.
 """
 
 from __future__ import annotations
@@ -13,15 +15,11 @@ from collections.abc import Collection
 
 import numpy as np
 import numpy.typing as npt
-import pdqhash
 
 from hashwatch.signals.base import PixelSignalType
-from hashwatch.variants import EXACT, VariantHash, query_variants
+from hashwatch.variants import MIN_QUALITY, VariantHash, pdq_hash, query_variants
 
 __all__ = ["MIN_QUALITY", "PDQ"]
-
-#: Query hashes of lower quality are reported but not matched unless the caller lowers the floor.
-MIN_QUALITY = 50
 
 
 class PDQ(PixelSignalType):
@@ -33,14 +31,12 @@ class PDQ(PixelSignalType):
 
     @classmethod
     def hash_pixels(cls, rgb: npt.NDArray[np.uint8]) -> tuple[str, int]:
-        bits, quality = pdqhash.compute(rgb)
+        bits, quality = pdq_hash(rgb)
         return bits_to_hex(bits), int(quality)
 
     @classmethod
     def hash_variants(cls, rgb: npt.NDArray[np.uint8], kinds: Collection[str]) -> list[VariantHash]:
-        return query_variants(
-            rgb, dihedral="dihedral" in kinds, trim="trim" in kinds, exact=EXACT in kinds
-        )
+        return query_variants(rgb, dihedral="dihedral" in kinds, trim="trim" in kinds)
 
 
 def bits_to_hex(bits: npt.NDArray[np.integer]) -> str:

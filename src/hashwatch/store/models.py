@@ -165,8 +165,11 @@ class HashList(Base):
     #: Independent, agreeing grades an intake item needs before it is published to this list.
     required_grades: Mapped[int] = mapped_column(Integer, default=2, server_default="2")
     #: Which entry hashes (hashwatch.entryhashes) are made when the owner lists an image itself:
-    #: "crops" (the default design), "crops+tilts", "wide" or "none".
-    entry_hashes: Mapped[str] = mapped_column(String(16), default="crops", server_default="crops")
+    #: "crops+tones" (the default design), "crops", "crops+tilts", "wide" or "none". Lists made
+    #: before the tone hashes existed (migration 0007's server default) keep "crops".
+    entry_hashes: Mapped[str] = mapped_column(
+        String(16), default="crops+tones", server_default="crops"
+    )
     #: The sequence number of the list's latest change; the next change gets last_seq + 1.
     last_seq: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -27,7 +27,6 @@ from hashwatch.matching import Match, Matcher, MatchReport
 from hashwatch.review import ContentRef
 from hashwatch.signals import get_signal_type
 from hashwatch.store.models import VARIANT_KINDS, Organisation, utcnow
-from hashwatch.variants import EXACT
 
 router = APIRouter(prefix="/v1", tags=["matching"])
 
@@ -349,8 +348,6 @@ def _form_content(form: Any) -> ContentIn | None:
 
 
 def _hash(data: bytes, state: ServiceState, kinds: tuple[str, ...] = ()) -> MediaHashes:
-    if state.settings.exact_dihedral and "dihedral" in kinds:
-        kinds = (*kinds, EXACT)
     media = hash_bytes(data, state.settings.media_limits(), variants=kinds)
     if media.failure is not None and not media.hashes:
         raise media.failure  # nothing could be hashed: say why (empty, too large)
