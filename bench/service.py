@@ -24,7 +24,7 @@ same. Needs wrk on the PATH (Debian: apt-get install wrk).
 
     python bench/service.py                                  # 1M entries, 1 and 2 workers
     python bench/service.py --entries 100000 --duration 5 --no-write   # a quick try
-    python bench/service.py --scenarios image --serve-args=--exact-dihedral --no-write
+    python bench/service.py --scenarios image --no-write      # image uploads alone
 """
 
 from __future__ import annotations

@@ -5,11 +5,27 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 from PIL import Image
+
+Pixels = npt.NDArray[np.uint8]
+
+#: What each dihedral variant name does to the pixels, in numpy terms (np.rot90 turns
+#: counter-clockwise): variant "X" is the hash of the image with X applied.
+DIHEDRAL_EDITS: dict[str, Callable[[Pixels], Pixels]] = {
+    "original": lambda a: a,
+    "rotate-90": lambda a: np.rot90(a, 1),
+    "rotate-180": lambda a: np.rot90(a, 2),
+    "rotate-270": lambda a: np.rot90(a, 3),
+    "flip-vertical": lambda a: a[::-1],
+    "flip-horizontal": lambda a: a[:, ::-1],
+    "transpose": lambda a: a.transpose(1, 0, 2),
+    "transverse": lambda a: np.rot90(a, 2).transpose(1, 0, 2),
+}
 
 
 def encode(pixels: npt.NDArray[np.uint8] | Image.Image, fmt: str, **options: Any) -> bytes:

@@ -3,8 +3,6 @@ mirrored pixels, bit for bit, on photographs, generated scenes and awkward sizes
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 import numpy.typing as npt
 import pdqhash
@@ -13,20 +11,9 @@ import pytest
 from hashwatch.dihedral import dihedral_bits
 from hashwatch.samples import generate_image
 from hashwatch.variants import DIHEDRAL
+from tests.imaging import DIHEDRAL_EDITS
 
 Pixels = npt.NDArray[np.uint8]
-
-#: What each variant name does to the pixels (np.rot90 turns counter-clockwise).
-APPLY: dict[str, Callable[[Pixels], Pixels]] = {
-    "original": lambda a: a,
-    "rotate-90": lambda a: np.rot90(a, 1),
-    "rotate-180": lambda a: np.rot90(a, 2),
-    "rotate-270": lambda a: np.rot90(a, 3),
-    "flip-vertical": lambda a: a[::-1],
-    "flip-horizontal": lambda a: a[:, ::-1],
-    "transpose": lambda a: a.transpose(1, 0, 2),
-    "transverse": lambda a: np.rot90(a, 2).transpose(1, 0, 2),
-}
 
 
 def reference(pixels: Pixels) -> Pixels:
@@ -36,7 +23,7 @@ def reference(pixels: Pixels) -> Pixels:
 def assert_exact(pixels: Pixels) -> None:
     found = dihedral_bits(pixels)
     assert list(found) == list(DIHEDRAL)
-    for name, apply in APPLY.items():
+    for name, apply in DIHEDRAL_EDITS.items():
         assert np.array_equal(found[name], reference(apply(pixels))), name
 
 

@@ -26,20 +26,9 @@ from hashwatch.variants import (
     tone_edit,
     trim_borders,
 )
+from tests.imaging import DIHEDRAL_EDITS
 
 Pixels = npt.NDArray[np.uint8]
-
-#: What each variant name does to the pixels, in numpy terms (np.rot90 turns counter-clockwise).
-TRANSFORMS: dict[str, Callable[[Pixels], Pixels]] = {
-    "original": lambda a: a,
-    "rotate-90": lambda a: np.rot90(a, 1),
-    "rotate-180": lambda a: np.rot90(a, 2),
-    "rotate-270": lambda a: np.rot90(a, 3),
-    "flip-vertical": lambda a: a[::-1],
-    "flip-horizontal": lambda a: a[:, ::-1],
-    "transpose": lambda a: a.transpose(1, 0, 2),
-    "transverse": lambda a: np.rot90(a, 2).transpose(1, 0, 2),
-}
 
 
 @pytest.fixture(scope="module")
@@ -106,13 +95,13 @@ def test_names_and_order(scene: Pixels) -> None:
 def test_exact_variants_are_the_hashes_of_the_transformed_pixels(scene: Pixels) -> None:
     # A non-square image, so that a swapped rotation direction could not pass.
     for variant in query_variants(scene, trim=False, exact=True):
-        assert variant.value == pdq(TRANSFORMS[variant.variant](scene)), variant.variant
+        assert variant.value == pdq(DIHEDRAL_EDITS[variant.variant](scene)), variant.variant
 
 
 def test_one_call_variants_are_near_the_transformed_pixels_and_nearest_their_own(
     scene: Pixels,
 ) -> None:
-    truth = {name: pdq(op(scene)) for name, op in TRANSFORMS.items()}
+    truth = {name: pdq(op(scene)) for name, op in DIHEDRAL_EDITS.items()}
     for variant in query_variants(scene, trim=False, exact=False):
         distances = {name: PDQ.distance(variant.value, h) for name, h in truth.items()}
         assert distances[variant.variant] <= 20, variant.variant

@@ -61,7 +61,7 @@ from hashwatch.signals.pdq import MIN_QUALITY
 from hashwatch.store import Store, open_store
 from hashwatch.store.database import DEFAULT_URL
 from hashwatch.store.models import ROLES, HashList
-from hashwatch.tuning import tune_allocator
+from hashwatch.tuning import tune_process
 
 __all__ = ["app", "main"]
 
@@ -147,7 +147,7 @@ MediaDir = Annotated[
 
 
 def main() -> None:
-    tune_allocator()
+    tune_process()
     app()
 
 

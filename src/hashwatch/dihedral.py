@@ -22,6 +22,10 @@ copies (tests/test_dihedral.py checks a set of images and sizes); the other was 
 where floating-point sums in another order tipped a coefficient that sat on the median. So the
 product keeps the reference code's own hash for the image as given (hashwatch.variants) and
 uses these for the seven others, where 2 bits is far inside any threshold.
+
+The products run on NumPy's BLAS. hashwatch's processes keep it to one thread
+(hashwatch.tuning.tune_process), since they run one per core and BLAS threads would only spin
+against each other.
 """
 
 from __future__ import annotations
@@ -31,7 +35,24 @@ from functools import lru_cache
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["dihedral_bits"]
+__all__ = ["DIHEDRAL", "dihedral_bits"]
+
+#: The names of the dihedral variants, in the order `pdqhash.compute_dihedral` returns them.
+#: Variant "X" is the hash of the query with X applied (numpy terms: rotate-90 is np.rot90(img),
+#: a quarter turn counter-clockwise; flip-vertical is img[::-1], upside down; flip-horizontal is
+#: img[:, ::-1], a mirror; transpose swaps rows and columns; transverse is transpose after a half
+#: turn). So a query that is a listed image turned a quarter clockwise matches through
+#: "rotate-90", and a mirrored copy through "flip-horizontal".
+DIHEDRAL = (
+    "original",
+    "rotate-90",
+    "rotate-180",
+    "rotate-270",
+    "flip-vertical",
+    "flip-horizontal",
+    "transpose",
+    "transverse",
+)
 
 #: Each output of PDQ's reduction, per axis.
 _SIDE = 64
@@ -77,20 +98,10 @@ def _kernel(length: int) -> npt.NDArray[np.float32]:
 
 def dihedral_bits(rgb: npt.NDArray[np.uint8]) -> dict[str, npt.NDArray[np.uint8]]:
     """The 256 PDQ bits (in `pdqhash.compute`'s order) of each dihedral variant of `rgb`, by the
-    names of hashwatch.variants.DIHEDRAL: variant "X" is the hash of `rgb` with X applied."""
+    names of DIHEDRAL: variant "X" is the hash of `rgb` with X applied."""
     rows, columns = rgb.shape[:2]
-    names = (
-        "original",
-        "rotate-90",
-        "rotate-180",
-        "rotate-270",
-        "flip-vertical",
-        "flip-horizontal",
-        "transpose",
-        "transverse",
-    )
     if rows < _MIN_SIDE or columns < _MIN_SIDE:
-        return {name: np.zeros(256, dtype=np.uint8) for name in names}
+        return {name: np.zeros(256, dtype=np.uint8) for name in DIHEDRAL}
     luma = rgb.astype(np.float32) @ _LUMA
     down, across = _kernel(rows), _kernel(columns)
     half = luma @ np.concatenate([across, across[:, ::-1]]).T  # rows x 128
@@ -110,7 +121,7 @@ def dihedral_bits(rgb: npt.NDArray[np.uint8]) -> dict[str, npt.NDArray[np.uint8]
     found["rotate-90"] = found["flip-horizontal"].T  # np.rot90(img) is img[:, ::-1].T
     found["rotate-270"] = found["flip-vertical"].T  # np.rot90(img, 3) is img[::-1].T
     found["transverse"] = found["rotate-180"].T
-    return {name: _bits(found[name]) for name in names}
+    return {name: _bits(found[name]) for name in DIHEDRAL}
 
 
 def _bits(coefficients: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:

@@ -20,7 +20,7 @@ from typing import Any
 from hashwatch.errors import MediaError
 from hashwatch.media import MediaLimits, check_byte_count, decode_rgb
 from hashwatch.signals import BytesSignalType, PixelSignalType, all_signal_types
-from hashwatch.tuning import tune_allocator
+from hashwatch.tuning import tune_process
 from hashwatch.variants import VariantHash
 
 __all__ = ["MediaHashes", "hash_bytes", "hash_file", "hash_files", "iter_media_paths"]
@@ -140,7 +140,7 @@ def hash_files(
             yield hash_file(name, limits, variants)
         return
     # Processes, not threads: decoding and PDQ hold the GIL for most of their time.
-    with ProcessPoolExecutor(max_workers=workers, initializer=tune_allocator) as pool:
+    with ProcessPoolExecutor(max_workers=workers, initializer=tune_process) as pool:
         chunksize = max(1, min(16, len(names) // (workers * 4)))
         yield from pool.map(
             _hash_file_task, [(n, limits, tuple(variants)) for n in names], chunksize=chunksize

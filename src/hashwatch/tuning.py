@@ -4,8 +4,15 @@ glibc returns every allocation above its mmap threshold (128 KiB, raised only as
 freed) straight to the kernel, so each large NumPy temporary, decoded image or candidate array is
 fresh memory that must be page-faulted in again. Keeping such blocks in the heap made batched
 index searches about 25% faster and a decode+PDQ worker pool about 1.5x faster here
-(docs/benchmarks.md). The CLI, its worker processes and the service call `tune_allocator()` at
-start; the library never does so on import, since it changes the whole process.
+(docs/benchmarks.md).
+
+hashwatch runs one process per core (service workers, hashing pools), so a BLAS library's own
+threads only compete with the other processes: the exact dihedral hashes are a matrix product
+(hashwatch.dihedral), and with OpenBLAS's threads spinning beside a second worker the service
+hashed 31 image uploads a second instead of 88 (bench/service.py, 2 workers, 2 cores).
+
+The CLI, its worker processes and the service call `tune_process()` at start; the library never
+does so on import, since it changes the whole process.
 """
 
 from __future__ import annotations
@@ -14,13 +21,25 @@ import ctypes
 import ctypes.util
 import sys
 
-__all__ = ["tune_allocator"]
+__all__ = ["tune_allocator", "tune_process"]
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _KEEP_BELOW = 256 * 1024 * 1024
 
 _tuned = False
+_limits: object = None  # threadpoolctl's limits, kept alive for the life of the process
+
+
+def tune_process() -> None:
+    """The allocator settings, and one thread for native numeric libraries (BLAS, OpenMP)."""
+    global _limits
+    tune_allocator()
+    if _limits is None:
+        import numpy  # noqa: F401  (loads its BLAS, which threadpoolctl finds among loaded libraries)
+        from threadpoolctl import threadpool_limits
+
+        _limits = threadpool_limits(limits=1)
 
 
 def tune_allocator() -> bool:

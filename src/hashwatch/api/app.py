@@ -43,6 +43,7 @@ from hashwatch.api.schemas import MatchIn
 from hashwatch.api.settings import ServiceSettings
 from hashwatch.api.state import ServiceState
 from hashwatch.store import Store
+from hashwatch.tuning import tune_process
 
 __all__ = ["app_from_env", "create_app", "serve"]
 
@@ -164,6 +165,7 @@ def _listening_socket(host: str, port: int) -> socket.socket:
 def _run_worker(host: str, port: int, options: dict[str, Any]) -> None:
     import uvicorn
 
+    tune_process()  # a fresh interpreter (spawn): the settings `hashwatch serve` made are not here
     sock = _listening_socket(host, port)
     config = uvicorn.Config(_FACTORY, host=host, port=port, **options)
     uvicorn.Server(config).run(sockets=[sock])
