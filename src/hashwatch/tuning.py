@@ -21,7 +21,7 @@ import ctypes
 import ctypes.util
 import sys
 
-__all__ = ["tune_allocator", "tune_process"]
+__all__ = ["release_free_memory", "tune_allocator", "tune_process"]
 
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
@@ -63,3 +63,20 @@ def tune_allocator() -> bool:
         mallopt(_M_TRIM_THRESHOLD, _KEEP_BELOW)
     )
     return _tuned
+
+
+def release_free_memory() -> bool:
+    """Hand memory that is free in the heap back to the system (glibc's malloc_trim), after a
+    burst of temporaries such as a matcher's load. Unlike tune_allocator this changes no
+    setting, so library code may call it. Returns whether it could; elsewhere it does nothing."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    trim(0)
+    return True
