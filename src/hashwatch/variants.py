@@ -76,10 +76,10 @@ _STRETCH_TAIL = 0.005
 
 
 #: The crops hashed for each listed image by default: (side, percent of that side removed).
-#: Of the designs measured (docs/detection-quality.md, "Entry hash designs"), the one with the
-#: largest recall gain per extra hash among those with no false match that find at least 80% of
-#: 5% crops: 5% off each side catches one-sided crops of about 3-7%, 2% and 5% off all sides
-#: catch even crops of about 1-6%. Adding ("left", 10) ... ("all", 10) catches 10% crops too.
+#: Of the crop designs measured (docs/detection-quality.md, "Entry hash designs"), the one with
+#: the largest recall gain per extra hash among those with no false match that find at least
+#: 80% of 5% crops: 5% off each side catches one-sided crops of about 3-7%, 2% and 5% off all
+#: sides catch even crops of about 1-6%. Adding ("left", 10) ... ("all", 10) catches 10% crops.
 ENTRY_CROPS: tuple[tuple[str, int], ...] = (
     ("left", 5),
     ("right", 5),
