@@ -529,7 +529,7 @@ def hashing_cost(sources: list[Source]) -> list[tuple[str, float]]:
         ("plain PDQ (pdqhash.compute)", median_ms(pdqhash.compute, plain)),
         ("PDQ.hash_pixels (quality over the floor: one pass)", median_ms(PDQ.hash_pixels, plain)),
         (
-            "PDQ.hash_pixels, a copy darkened under the floor (two passes)",
+            "PDQ.hash_pixels, a copy darkened under the floor (its quality measured again)",
             median_ms(PDQ.hash_pixels, dark),
         ),
         (

@@ -8,7 +8,7 @@ import numpy.typing as npt
 import pdqhash
 import pytest
 
-from hashwatch.dihedral import dihedral_bits
+from hashwatch.dihedral import dihedral_bits, pdq_quality
 from hashwatch.samples import generate_image
 from hashwatch.variants import DIHEDRAL
 from tests.imaging import DIHEDRAL_EDITS
@@ -21,6 +21,8 @@ def reference(pixels: Pixels) -> Pixels:
 
 
 def assert_exact(pixels: Pixels) -> None:
+    # Quality: the reference's truncation of each difference can tip on the last float bit.
+    assert abs(pdq_quality(pixels) - int(pdqhash.compute(np.ascontiguousarray(pixels))[1])) <= 1
     found = dihedral_bits(pixels)
     assert list(found) == list(DIHEDRAL)
     for name, apply in DIHEDRAL_EDITS.items():
@@ -51,6 +53,7 @@ def test_too_small_an_image_has_all_bits_clear_as_the_reference_gives() -> None:
     tiny = np.full((4, 100, 3), 200, dtype=np.uint8)
     assert all(not bits.any() for bits in dihedral_bits(tiny).values())
     assert not reference(tiny).any()
+    assert pdq_quality(tiny) == pdqhash.compute(tiny)[1] == 0
 
 
 def test_a_view_is_hashed_as_its_pixels(photos: dict[str, Pixels]) -> None:

@@ -40,7 +40,7 @@ import numpy.typing as npt
 import pdqhash
 from PIL import Image
 
-from hashwatch.dihedral import DIHEDRAL, dihedral_bits
+from hashwatch.dihedral import DIHEDRAL, dihedral_bits, pdq_quality
 
 __all__ = [
     "DIHEDRAL",
@@ -343,7 +343,7 @@ def pdq_hash(rgb: RGB) -> tuple[npt.NDArray[np.integer], int]:
     quality is measured again on a copy stretched to the full range (at most MAX_STRETCH
     times), and the higher of the two is kept. The hash itself is always that of the pixels as
     given, so it stays comparable with every other PDQ implementation's; only images whose
-    quality is low pay for a second pass.
+    quality is low pay for a second pass, of the quality alone (hashwatch.dihedral.pdq_quality).
     """
     bits, quality = pdqhash.compute(rgb)
     return bits, _full_range_quality(rgb, int(quality))
@@ -355,8 +355,7 @@ def _full_range_quality(rgb: RGB, quality: int) -> int:
     table = _stretch_table(rgb)
     if table is None:
         return quality
-    _, stretched = pdqhash.compute(table[rgb])
-    return max(quality, int(stretched))
+    return max(quality, pdq_quality(table[rgb]))
 
 
 def _stretch_table(rgb: RGB) -> npt.NDArray[np.uint8] | None:
