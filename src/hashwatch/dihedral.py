@@ -31,6 +31,7 @@ against each other.
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -59,6 +60,8 @@ _SIDE = 64
 #: PDQ hashes nothing smaller than this on either side (all bits zero, quality 0).
 _MIN_SIDE = 5
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+
+Floats = npt.NDArray[np.floating[Any]]  # float32 throughout; NumPy's stubs say float64 at times
 
 
 @lru_cache(maxsize=1)
@@ -102,10 +105,7 @@ def dihedral_bits(rgb: npt.NDArray[np.uint8]) -> dict[str, npt.NDArray[np.uint8]
     rows, columns = rgb.shape[:2]
     if rows < _MIN_SIDE or columns < _MIN_SIDE:
         return {name: np.zeros(256, dtype=np.uint8) for name in DIHEDRAL}
-    luma = rgb.astype(np.float32) @ _LUMA
-    down, across = _kernel(rows), _kernel(columns)
-    half = luma @ np.concatenate([across, across[:, ::-1]]).T  # rows x 128
-    both = np.concatenate([down, down[:, ::-1]]) @ half  # 128 x 128
+    both = _reduce(rgb, mirrored=True)
     dct = _dct()
     found = {
         name: dct @ both[rows_at, columns_at] @ dct.T
@@ -132,14 +132,26 @@ def pdq_quality(rgb: npt.NDArray[np.uint8]) -> int:
     rows, columns = rgb.shape[:2]
     if rows < _MIN_SIDE or columns < _MIN_SIDE:
         return 0
-    luma = rgb.astype(np.float32) @ _LUMA
-    reduced = _kernel(rows) @ luma @ _kernel(columns).T
+    reduced = _reduce(rgb, mirrored=False)
     down = np.trunc((reduced[:-1] - reduced[1:]) * 100 / 255)
     across = np.trunc((reduced[:, :-1] - reduced[:, 1:]) * 100 / 255)
     return min(100, int(np.abs(down).sum() + np.abs(across).sum()) // 90)
 
 
-def _bits(coefficients: npt.NDArray[np.float32]) -> npt.NDArray[np.uint8]:
+def _reduce(rgb: npt.NDArray[np.uint8], mirrored: bool) -> Floats:
+    """PDQ's 64 x 64 reduction of the image's luminance; `mirrored`: 128 x 128, the image's in
+    the top left, its mirror's (img[:, ::-1]) top right, upside down bottom left, half turn
+    bottom right."""
+    luma = rgb.astype(np.float32) @ _LUMA
+    down, across = _kernel(rgb.shape[0]), _kernel(rgb.shape[1])
+    if mirrored:
+        down = np.concatenate([down, down[:, ::-1]])
+        across = np.concatenate([across, across[:, ::-1]])
+    reduced: Floats = down @ (luma @ across.T)
+    return reduced
+
+
+def _bits(coefficients: Floats) -> npt.NDArray[np.uint8]:
     # The reference's median of 256 values is the 128th smallest; a bit is set above it. Its
     # bits run from the last coefficient to the first.
     flat = coefficients.ravel()
