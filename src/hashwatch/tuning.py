@@ -20,6 +20,9 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import sys
+from collections.abc import Callable
+from functools import cache
+from typing import Any
 
 __all__ = ["release_free_memory", "tune_allocator", "tune_process"]
 
@@ -50,15 +53,9 @@ def tune_allocator() -> bool:
     global _tuned
     if _tuned:
         return True
-    if not sys.platform.startswith("linux"):
+    mallopt = _glibc("mallopt", (ctypes.c_int, ctypes.c_int))
+    if mallopt is None:
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
-        return False
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
     _tuned = bool(mallopt(_M_MMAP_THRESHOLD, _KEEP_BELOW)) and bool(
         mallopt(_M_TRIM_THRESHOLD, _KEEP_BELOW)
     )
@@ -69,14 +66,23 @@ def release_free_memory() -> bool:
     """Hand memory that is free in the heap back to the system (glibc's malloc_trim), after a
     burst of temporaries such as a matcher's load. Unlike tune_allocator this changes no
     setting, so library code may call it. Returns whether it could; elsewhere it does nothing."""
-    if not sys.platform.startswith("linux"):
+    trim = _glibc("malloc_trim", (ctypes.c_size_t,))
+    if trim is None:
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):  # not glibc
-        return False
-    trim.argtypes = [ctypes.c_size_t]
-    trim.restype = ctypes.c_int
     trim(0)
     return True
+
+
+@cache
+def _glibc(name: str, argtypes: tuple[Any, ...]) -> Callable[..., int] | None:
+    """glibc's function `name` (returning an int), or None off Linux or off glibc (musl has
+    neither mallopt nor malloc_trim)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        function = getattr(ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6"), name)
+    except (OSError, AttributeError):
+        return None
+    function.argtypes = list(argtypes)
+    function.restype = ctypes.c_int
+    return function  # type: ignore[no-any-return]
